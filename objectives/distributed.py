@@ -1,0 +1,52 @@
+"""Gathering across ranks for in-batch contrastive losses.
+
+A loss on rank r scores its own rows against the rows of every rank. The
+features are gathered with ``torch.distributed.nn.functional.all_gather``,
+whose backward sums the gradient of each slice over the ranks and hands every
+rank back its own slice; with the local loss scaled as the losses here do,
+the DDP average of per-rank gradients equals the one-process full-batch
+gradient. Plain ``dist.all_gather`` carries no gradient and is only used for
+labels. Every rank must hold the same number of rows (all_gather needs equal
+shapes).
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    """True when a process group is initialized with more than one rank."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    """This process's rank, 0 when torch.distributed is not initialized."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    """Number of ranks, 1 when torch.distributed is not initialized."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """All ranks' ``x`` concatenated along dim 0, differentiable; ``x`` itself on one rank.
+
+    Shapes: (M, ...) on every rank -> (world_size * M, ...), rank r's rows at
+    [r * M, (r + 1) * M).
+    """
+    if not is_distributed():
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x), dim=0)
+
+
+def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
+    """All ranks' ``x`` concatenated along dim 0 without gradient (for labels)."""
+    if not is_distributed():
+        return x
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts, dim=0)
