@@ -88,7 +88,7 @@ class _BlockLogSumExp(torch.autograd.Function):
 
 
 def block_logsumexp(q: torch.Tensor, k: torch.Tensor, self_offset: int | None = None,
-                    block_rows: int = BLOCK_ROWS, block_cols: int = BLOCK_COLS) -> torch.Tensor:
+                    block_rows: int | None = None, block_cols: int | None = None) -> torch.Tensor:
     """Per-row log sum_j exp(q_i . k_j), tiled, differentiable in q and k.
 
     Args:
@@ -96,12 +96,13 @@ def block_logsumexp(q: torch.Tensor, k: torch.Tensor, self_offset: int | None = 
         k: (N, D) keys, same dtype and device.
         self_offset: if given, row i skips column ``self_offset + i`` (the
             anchor itself when q is a slice of k starting at that row).
-        block_rows, block_cols: tile shape; memory is O(block_rows * block_cols).
+        block_rows, block_cols: tile shape, default BLOCK_ROWS x BLOCK_COLS
+            (read at call time); memory is O(block_rows * block_cols).
 
     Returns:
         (M,) log-sum-exp; -inf for a row whose only column was excluded.
     """
-    return _BlockLogSumExp.apply(q, k, self_offset, block_rows, block_cols)
+    return _BlockLogSumExp.apply(q, k, self_offset, block_rows or BLOCK_ROWS, block_cols or BLOCK_COLS)
 
 
 def diagonal_cross_entropy(q: torch.Tensor, k: torch.Tensor, offset: int, tiled: bool) -> torch.Tensor:
