@@ -88,7 +88,7 @@ def _shape(rng: np.random.Generator, kind: str, u: np.ndarray, a: dict) -> np.nd
         envelope = np.where(u >= onset, np.exp(-a["decay"] * np.clip(u - onset, 0, None)), 0.0)
         return 1.5 * envelope * np.sin(2 * np.pi * f * (u - onset))
     if kind == "trend":
-        return 0.35 * _smooth_noise(rng, len(u))  # the trend itself is added as a['trend']
+        return 0.2 * _smooth_noise(rng, len(u))  # the trend itself is added as a['trend']
     if kind == "regime change":
         ratio = a["ratio"]
         before = np.sin(arg)
@@ -104,28 +104,29 @@ def _shape(rng: np.random.Generator, kind: str, u: np.ndarray, a: dict) -> np.nd
         return out
     if kind == "random walk":
         walk = np.cumsum(rng.standard_normal(len(u)))
-        return (walk - walk.mean()) / (walk.std() + 1e-8)
+        walk = walk - np.polyval(np.polyfit(u, walk, 1), u)  # drift would mimic the trend class
+        return walk / (walk.std() + 1e-8)
     raise ValueError(f"unknown shape '{kind}'")
 
 
 def _attributes(rng: np.random.Generator, kind: str) -> dict:
     nan = float("nan")
     a = {"amplitude": float(np.exp(rng.uniform(np.log(0.25), np.log(4.0)))), "offset": rng.uniform(-3, 3),
-         "noise": rng.uniform(0.05, 0.6), "trend": rng.uniform(-1.0, 1.0), "frequency": nan, "phase": nan,
+         "noise": rng.uniform(0.05, 0.5), "trend": rng.uniform(-1.0, 1.0), "frequency": nan, "phase": nan,
          "decay": nan, "change_point": nan, "n_spikes": nan}
     if kind in PERIODIC:
         a["frequency"] = float(np.exp(rng.uniform(np.log(1.5), np.log(8.0))))
         a["phase"] = rng.uniform(0, 2 * np.pi)
     if kind == "damped oscillation":
         a["frequency"] = float(np.exp(rng.uniform(np.log(3.0), np.log(10.0))))
-        a["decay"], a["change_point"] = rng.uniform(3.0, 10.0), rng.uniform(0.0, 0.4)
+        a["decay"], a["change_point"] = rng.uniform(2.0, 6.0), rng.uniform(0.0, 0.3)
     if kind == "trend":
-        a["trend"] = rng.choice([-1, 1]) * rng.uniform(1.5, 3.5)
+        a["trend"] = rng.choice([-1, 1]) * rng.uniform(2.0, 4.0)
     if kind == "regime change":
         a["frequency"] = float(np.exp(rng.uniform(np.log(1.5), np.log(4.0))))
-        a["change_point"] = rng.uniform(0.25, 0.75)
-        a["ratio"] = rng.uniform(1.8, 3.0) ** rng.choice([-1, 1])  # speeds up or slows down
-        a["jump"] = rng.choice([-1, 1]) * rng.uniform(0.8, 2.0)
+        a["change_point"] = rng.uniform(0.3, 0.7)
+        a["ratio"] = rng.uniform(2.0, 3.5) ** rng.choice([-1, 1])  # speeds up or slows down
+        a["jump"] = rng.choice([-1, 1]) * rng.uniform(1.0, 2.5)
     if kind == "spikes":
         a["n_spikes"] = float(rng.integers(3, 9))
     return a
@@ -141,7 +142,7 @@ def caption(rng: np.random.Generator, kind: str, a: dict, channels: int) -> str:
     phrase = f"{'a' if adjectives[0][0] not in 'aeiou' else 'an'} {', '.join(adjectives)} {rest}"
     details = []
     if kind == "damped oscillation":
-        details.append(f"that {'dies out quickly' if a['decay'] > 6 else 'fades slowly'}")
+        details.append(f"that {'dies out quickly' if a['decay'] > 4 else 'decays gradually'}")
     if kind == "regime change":
         change = "speeds up" if a["ratio"] > 1 else "slows down"
         level = "jumps to a higher level" if a["jump"] > 0 else "drops to a lower level"
@@ -170,7 +171,7 @@ def make_series(rng: np.random.Generator, label: int, channels: int, length: int
         lag = 0 if c == 0 else int(rng.integers(0, MAX_LAG + 1))
         gain = rng.uniform(0.5, 1.0) * rng.choice([-1.0, 1.0]) if c else 1.0
         chan = gain * source[MAX_LAG - lag:MAX_LAG - lag + length]
-        chan = chan + rng.uniform(0.0, 0.4) * _smooth_noise(rng, length)  # slow nuisance, no class info
+        chan = chan + rng.uniform(0.0, 0.25) * _smooth_noise(rng, length)  # slow nuisance, no class info
         chan = chan + a["trend"] * (t - 0.5) + rng.standard_normal(length) * a["noise"]
         x[c] = amp * chan + a["offset"] + rng.uniform(-0.5, 0.5) * amp
     text = caption(rng, kind, a, channels)
