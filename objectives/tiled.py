@@ -21,7 +21,7 @@ from torch.autograd.function import once_differentiable
 # (after gathering across ranks) exceeds this: at 4096 rows a dense float32
 # similarity matrix is 64 MiB, and the dense losses keep several of them.
 TILE_THRESHOLD = 4096
-BLOCK_ROWS = 1024
+BLOCK_ROWS = 2048
 BLOCK_COLS = 2048
 
 
@@ -30,10 +30,15 @@ def use_tiled(tiled: bool | None, n_rows: int) -> bool:
     return n_rows > TILE_THRESHOLD if tiled is None else bool(tiled)
 
 
-def _tile(q_blk, k, r0, c0, block_cols, self_offset):
-    """Logits of one tile, with the anchors' own columns set to -inf."""
+def _tile(q_blk, k, r0, c0, block_cols, self_offset, buffer):
+    """Logits of one tile, with the anchors' own columns set to -inf.
+
+    Written into ``buffer`` (reused across tiles: a fresh multi-MB tensor per
+    tile costs page faults on every allocation).
+    """
     k_blk = k[c0:c0 + block_cols]
-    tile = q_blk @ k_blk.T
+    tile = buffer.view(-1)[: q_blk.shape[0] * k_blk.shape[0]].view(q_blk.shape[0], k_blk.shape[0])
+    torch.mm(q_blk, k_blk.T, out=tile)
     if self_offset is not None:
         # Row r0 + i of q owns column self_offset + r0 + i of k.
         cols = torch.arange(tile.shape[0], device=tile.device) + (self_offset + r0 - c0)
@@ -54,12 +59,13 @@ class _BlockLogSumExp(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, self_offset, block_rows, block_cols):
         lse = q.new_empty(q.shape[0])
+        buffer = q.new_empty(min(block_rows, q.shape[0]) * min(block_cols, k.shape[0]))
         for r0 in range(0, q.shape[0], block_rows):
             q_blk = q[r0:r0 + block_rows]
             run_max = q.new_full((q_blk.shape[0],), float("-inf"))
             run_sum = q.new_zeros(q_blk.shape[0])
             for c0 in range(0, k.shape[0], block_cols):
-                tile, _ = _tile(q_blk, k, r0, c0, block_cols, self_offset)
+                tile, _ = _tile(q_blk, k, r0, c0, block_cols, self_offset, buffer)
                 new_max = torch.maximum(run_max, tile.amax(dim=1))
                 shift = _finite_or_zero(new_max)
                 run_sum = run_sum * torch.exp(run_max - shift) + tile.sub_(shift[:, None]).exp_().sum(dim=1)
@@ -76,11 +82,12 @@ class _BlockLogSumExp(torch.autograd.Function):
         self_offset, block_rows, block_cols = ctx.config
         grad_q, grad_k = torch.zeros_like(q), torch.zeros_like(k)
         lse = _finite_or_zero(lse)
+        buffer = q.new_empty(min(block_rows, q.shape[0]) * min(block_cols, k.shape[0]))
         for r0 in range(0, q.shape[0], block_rows):
             q_blk = q[r0:r0 + block_rows]
             shift, g = lse[r0:r0 + block_rows, None], grad_lse[r0:r0 + block_rows, None]
             for c0 in range(0, k.shape[0], block_cols):
-                tile, k_blk = _tile(q_blk, k, r0, c0, block_cols, self_offset)
+                tile, k_blk = _tile(q_blk, k, r0, c0, block_cols, self_offset, buffer)
                 weights = tile.sub_(shift).exp_().mul_(g)  # g_i * softmax_ij
                 grad_q[r0:r0 + block_rows].addmm_(weights, k_blk)
                 grad_k[c0:c0 + block_cols].addmm_(weights.T, q_blk)
