@@ -85,7 +85,7 @@ class TCN(nn.Module):
     1 + 2 (kernel_size - 1)(2^depth - 1) steps (125 for the defaults).
 
     Input:  x (B, in_channels, T), mask (B, T) bool or None.
-    Output: "sequence" (B, T, width), "embedding" (B, width) masked mean of it.
+    Output: "sequence" (B, T, width) after a final ChannelNorm, "embedding" (B, width) its masked mean.
     """
 
     def __init__(self, in_channels: int = 1, width: int = 32, depth: int = 5, kernel_size: int = 3,
@@ -94,13 +94,15 @@ class TCN(nn.Module):
         self.blocks = nn.Sequential(*[
             TemporalBlock(in_channels if i == 0 else width, width, kernel_size, 2 ** i, dropout)
             for i in range(depth)])
+        # The residual path carries the raw input scale; a final per-step norm bounds the features.
+        self.norm = ChannelNorm(width)
         self.dims = {"embedding": width, "sequence": width}
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         mask = check_mask(x, mask)
         if mask is not None:
             x = x * mask.unsqueeze(1).to(x.dtype)  # garbage in gaps between real steps is zeroed
-        seq = rearrange(self.blocks(x), "b c t -> b t c")
+        seq = rearrange(self.norm(self.blocks(x)), "b c t -> b t c")
         return {"sequence": seq, "embedding": masked_mean(seq, mask)}
 
 
