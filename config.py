@@ -1,0 +1,163 @@
+"""Configuration: YAML files merged in a fixed order, then validated.
+
+Order (later wins): ``configs/base.yaml`` <- ``configs/modalities/<m>.yaml``
+<- ``configs/objectives/<o>.yaml`` <- an optional experiment file
+(``--config FILE``) <- ``key=value`` overrides from the command line.
+
+The keys of base, modality and objective files form the schema: the
+experiment file and overrides may only set keys that exist there, with a value
+of the same type (an int is accepted where a float is expected; a key whose
+default is ``null`` accepts anything). Override values are parsed as Python
+literals, so ``optim.lr=1e-3`` is a float and ``data.path=clips/`` a string.
+The result is a plain nested dict; nothing reads a global config later.
+"""
+from __future__ import annotations
+
+from errors import UserError
+import ast
+import copy
+from pathlib import Path
+
+import yaml
+
+from registry import closest
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+class ConfigError(UserError, ValueError):
+    """A config file, key or value that cannot be used."""
+
+
+def load_yaml(path: Path) -> dict:
+    """Read one YAML mapping; an empty file is an empty dict.
+
+    Raises:
+        ConfigError: missing file, invalid YAML, or a top level that is not a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {err}".replace("\n", " ")) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping of keys, not {type(data).__name__}")
+    return data
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{'a': {'b': 1}} -> {'a.b': 1}."""
+    flat = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _check_type(key: str, default, value, source: str) -> None:
+    if default is None or value is None:
+        return
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = isinstance(default, bool) and isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float))
+    elif isinstance(default, (list, tuple)):
+        ok = isinstance(value, (list, tuple))
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ConfigError(
+            f"{source}: '{key}' expects {type(default).__name__} (default {default!r}), got {type(value).__name__} {value!r}")
+
+
+def _set(tree: dict, dotted: str, value) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[leaf] = value
+
+
+def apply(tree: dict, updates: dict, source: str) -> None:
+    """Set dotted keys of ``updates`` in ``tree`` after checking name and type.
+
+    Raises:
+        ConfigError: a key the schema does not know (naming the closest known
+        key) or a value of the wrong type.
+    """
+    schema = flatten(tree)
+    sections = {k.rsplit(".", i)[0] for k in schema for i in range(1, k.count(".") + 1)}
+    for key, value in flatten(updates).items():
+        if key not in schema:
+            if key in sections and isinstance(value, dict) and not value:
+                continue  # an empty section in a file changes nothing
+            raise ConfigError(f"{source}: unknown config key '{key}'{closest(key, schema)}")
+        _check_type(key, schema[key], value, source)
+        _set(tree, key, value)
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """'optim.lr=1e-3' -> ('optim.lr', 0.001); values are Python literals, else strings.
+
+    Raises:
+        ConfigError: the text has no '='.
+    """
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key=value, e.g. train.steps=100")
+    key, raw = text.split("=", 1)
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    if raw in ("null", "none", "None"):
+        value = None
+    elif raw in ("true", "false"):
+        value = raw == "true"
+    return key.strip(), value
+
+
+def load_config(modality: str, objective: str, experiment: str | None = None, overrides=(),
+                config_dir: Path = CONFIG_DIR) -> dict:
+    """Merge the YAML layers and overrides into one validated nested dict.
+
+    Raises:
+        ConfigError: missing file, unknown key, wrong type or malformed override.
+    """
+    cfg = load_yaml(config_dir / "base.yaml")
+    for layer in (config_dir / "modalities" / f"{modality}.yaml", config_dir / "objectives" / f"{objective}.yaml"):
+        if layer.is_file():
+            cfg = _deep_merge(cfg, load_yaml(layer))
+    if experiment:
+        apply(cfg, load_yaml(Path(experiment)), f"config file '{experiment}'")
+    for text in overrides:
+        key, value = parse_override(text)
+        apply(cfg, {key: value} if "." not in key else _nest(key, value), f"override '{text}'")
+    cfg["modality"], cfg["objective"]["name"] = modality, objective
+    return cfg
+
+
+def _nest(dotted: str, value) -> dict:
+    tree: dict = {}
+    _set(tree, dotted, value)
+    return tree
+
+
+def _deep_merge(base: dict, layer: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in layer.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def dump(cfg: dict) -> str:
+    """The config as YAML text, keys in file order."""
+    return yaml.safe_dump(cfg, sort_keys=False)

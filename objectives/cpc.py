@@ -1,0 +1,40 @@
+"""CPC objective: per-step linear predictors over an encoder's sequence output."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from objectives.functional import cpc_infonce
+from registry import register
+
+
+@register("objective", "cpc", needs=("sequence",))
+class CPC(nn.Module):
+    """Contrastive Predictive Coding (van den Oord et al. 2018).
+
+    Predicts z_{t+k}, k = 1..K, from the context c_t with one linear map W_k
+    per step, scored by InfoNCE against ``n_negatives`` latents drawn
+    uniformly from every (sequence, time) of the batch. Uses the encoder's
+    ``context`` output when it has one (the audio GRU); otherwise owns a GRU
+    context network over ``sequence`` (e.g. rows of image patches).
+
+    Logs ``cpc/acc_step{k}`` for every k and their mean ``cpc/acc``.
+    """
+
+    def __init__(self, dims: dict, prediction_steps: int = 12, n_negatives: int = 128):
+        super().__init__()
+        seq_dim = dims["sequence"]
+        ctx_dim = dims.get("context") or seq_dim
+        self.own_context = nn.GRU(seq_dim, ctx_dim, batch_first=True) if not dims.get("context") else None
+        self.weights = nn.Parameter(torch.randn(prediction_steps, seq_dim, ctx_dim) / ctx_dim ** 0.5)
+        self.n_negatives = n_negatives
+
+    def forward(self, encoders: dict, batch: dict) -> dict:
+        out = encoders["x"](batch["x"])
+        latents = out["sequence"]
+        context = out["context"] if self.own_context is None else self.own_context(latents)[0]
+        b, t, _ = latents.shape
+        negative_index = torch.randint(0, b * t, (b, self.n_negatives), device=latents.device)
+        loss, accuracy = cpc_infonce(context, latents, self.weights, negative_index)
+        logs = {f"cpc/acc_step{k + 1}": acc for k, acc in enumerate(accuracy)}
+        return {"loss": loss, "cpc/acc": accuracy.mean(), **logs}

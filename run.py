@@ -1,0 +1,119 @@
+"""Train a contrastive objective on a modality, log to TensorBoard, evaluate on held-out data.
+
+    python run.py                                   # audio + CPC on the built-in data
+    python run.py --modality audio --objective cpc train.steps=600 optim.lr=1e-3
+    python run.py --list                            # the modality x objective matrix
+    python run.py --resume runs/audio-cpc-20261124-120000
+    tensorboard --logdir runs
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import config as config_lib
+import modalities  # noqa: F401  (registers encoders, datasets, views)
+import objectives  # noqa: F401  (registers objectives)
+import registry
+from errors import UserError
+from training.build import check_pair, missing
+
+DEFAULT_MODALITY, DEFAULT_OBJECTIVE = "audio", "cpc"
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="run.py", description=__doc__.split("\n")[0],
+        epilog="Overrides are dotted config keys, values parsed as Python literals: "
+               "train.steps=100 optim.lr=1e-3 data.num_workers=2. Layers merge in the order "
+               "configs/base.yaml <- configs/modalities/<m>.yaml <- configs/objectives/<o>.yaml "
+               "<- --config FILE <- overrides.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--modality", default=None, help=f"registered modality (default {DEFAULT_MODALITY})")
+    parser.add_argument("--objective", default=None, help=f"registered objective (default {DEFAULT_OBJECTIVE})")
+    parser.add_argument("--data", metavar="PATH", help="your data (sets data.path); default: built-in data")
+    parser.add_argument("--config", metavar="FILE", help="experiment YAML merged after modality and objective files")
+    parser.add_argument("--run-dir", metavar="DIR", help="run directory (default runs/<modality>-<objective>-<time>)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="sets device (default auto: cuda if any)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from checkpoints/last.pt "
+                        "(its config.yaml, plus any overrides given here, e.g. train.steps=600)")
+    parser.add_argument("--list", action="store_true", help="print the modality x objective matrix and exit")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    return parser.parse_args(argv)
+
+
+def matrix() -> dict:
+    """{(modality, objective): [missing capabilities]} from each modality's default config."""
+    cells = {}
+    for modality in registry.modalities():
+        for objective in registry.names("objective"):
+            cells[modality, objective] = missing(config_lib.load_config(modality, objective))
+    return cells
+
+
+def print_matrix(cells: dict) -> None:
+    objectives_ = sorted({o for _, o in cells})
+    width = max(len(o) for o in objectives_) + 2
+    print("modality".ljust(12) + "".join(o.ljust(width) for o in objectives_))
+    for modality in sorted({m for m, _ in cells}):
+        row = ["ok" if not cells[modality, o] else "needs " + "+".join(cells[modality, o]) for o in objectives_]
+        print(modality.ljust(12) + "".join(c.ljust(width) for c in row))
+
+
+def make_config(args) -> tuple[dict, Path, bool]:
+    """The validated config, the run directory and whether to resume."""
+    overrides = list(args.overrides)
+    if args.data:
+        overrides.append(f"data.path={args.data!r}")
+    if args.device:
+        overrides.append(f"device={args.device!r}")
+    if args.resume:
+        run_dir = Path(args.resume)
+        saved = config_lib.load_yaml(run_dir / "config.yaml")
+        cfg = config_lib.load_config(saved["modality"], saved["objective"]["name"])
+        config_lib.apply(cfg, saved, f"'{run_dir / 'config.yaml'}'")
+        for text in overrides:
+            key, value = config_lib.parse_override(text)
+            config_lib.apply(cfg, config_lib._nest(key, value), f"override '{text}'")
+        return cfg, run_dir, True
+    modality = args.modality or DEFAULT_MODALITY
+    objective = args.objective or DEFAULT_OBJECTIVE
+    if modality not in registry.modalities():
+        raise UserError(f"unknown modality '{modality}'{registry.closest(modality, registry.modalities())}; "
+                        f"modalities: {', '.join(registry.modalities())}")
+    registry.get("objective", objective)
+    cfg = config_lib.load_config(modality, objective, args.config, overrides)
+    run_dir = Path(args.run_dir or f"runs/{modality}-{objective}-{time.strftime('%Y%m%d-%H%M%S')}")
+    return cfg, run_dir, False
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        if args.list:
+            print_matrix(matrix())
+            return 0
+        cfg, run_dir, resume = make_config(args)
+        cells = matrix()
+        check_pair(cfg, [f"{m}/{o}" for (m, o), lack in cells.items() if not lack and
+                         (m == cfg["modality"] or o == cfg["objective"]["name"])])
+        from training.experiment import run_experiment  # heavy imports only once the input is known good
+
+        results = run_experiment(cfg, run_dir, resume)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if "stopped_at_step" in results:
+        print(f"{run_dir}: stopped at step {results['stopped_at_step']}/{results['steps']} "
+              f"(train.stop_after_steps); continue with: python run.py --resume {run_dir}")
+        return 0
+    m, f = results["metrics"], results["floor"]
+    print(f"{run_dir}: linear probe {m['linear_probe_acc']:.3f} (random-init floor {f['linear_probe_acc']:.3f}, "
+          f"chance {results['chance_acc']:.3f}) after {results['steps']} steps in {results['wall_time_s']:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Shared test settings: the repository on sys.path and tiny run overrides."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# A run small enough for a test: 8 tiny clips per class, a 16-channel encoder.
+TINY_AUDIO = [
+    "data.audio_builtin.clip_samples=3200", "data.audio_builtin.train_per_class=4",
+    "data.audio_builtin.val_per_class=2", "data.audio_builtin.test_per_class=2",
+    "model.cpc_wave.width=16", "model.cpc_wave.context_dim=16", "objective.n_negatives=8",
+    "train.batch_size=8", "train.val_every=2", "train.val_batches=1", "train.progress=false",
+    "eval.probe_epochs=5", "optim.warmup_steps=1",
+]
+
+
+def run_cli(*args, cwd=ROOT, timeout=300) -> subprocess.CompletedProcess:
+    """``python run.py ARGS`` in a subprocess, as a user would type it."""
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def tiny_audio():
+    return list(TINY_AUDIO)

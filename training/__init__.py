@@ -1,0 +1,1 @@
+"""Training machinery: build, loop, checkpoints, logging, evaluation."""

@@ -1,0 +1,88 @@
+"""From a validated config to datasets, encoders, views and an objective.
+
+``check_pair`` decides, from registry capabilities alone, whether an objective
+can train on a modality; it runs before anything is built.
+"""
+from __future__ import annotations
+
+from errors import UserError
+import inspect
+
+import torch
+
+import registry
+
+
+class IncompatibleError(UserError, ValueError):
+    """An objective needs a capability that the modality does not offer."""
+
+
+def offered(modality: str, dataset: str, encoder: str, views: str | None) -> set[str]:
+    """Capabilities a (dataset, encoder, views) triple offers."""
+    caps = set(registry.get("dataset", dataset).capabilities) | set(registry.get("encoder", encoder).capabilities)
+    if views:
+        caps |= registry.get("views", views).capabilities
+    return caps
+
+
+def missing(cfg: dict) -> list[str]:
+    """Capabilities the configured objective needs that the configured modality lacks."""
+    needs = registry.get("objective", cfg["objective"]["name"]).capabilities
+    caps = offered(cfg["modality"], cfg["data"]["name"], cfg["model"]["encoder"], cfg["views"]["name"])
+    return sorted(needs - caps)
+
+
+def check_pair(cfg: dict, working_pairs) -> None:
+    """Raise a one-sentence error if the objective cannot train on this modality.
+
+    ``working_pairs`` is a list of "modality/objective" strings that do work,
+    named in the message.
+
+    Raises:
+        IncompatibleError: a needed capability is missing.
+    """
+    lacking = missing(cfg)
+    if lacking:
+        raise IncompatibleError(
+            f"objective '{cfg['objective']['name']}' needs {', '.join(lacking)}, which modality "
+            f"'{cfg['modality']}' (dataset '{cfg['data']['name']}', encoder '{cfg['model']['encoder']}') "
+            f"does not provide; pairs that work: {', '.join(working_pairs) or 'none'}")
+
+
+def section(cfg_part: dict, name: str) -> dict:
+    """Options of a registered name: the ``<name>`` sub-section, or {}."""
+    return dict(cfg_part.get(name) or {})
+
+
+def build_datasets(cfg: dict) -> dict:
+    """{'train', 'val', 'test'} datasets of the configured data."""
+    data = cfg["data"]
+    kwargs = section(data, data["name"])
+    if data["path"] is not None:
+        kwargs["path"] = data["path"]
+    return {split: registry.build("dataset", data["name"], split=split, seed=cfg["seed"], **kwargs)
+            for split in ("train", "val", "test")}
+
+
+def build_encoder(cfg: dict, input_shape) -> torch.nn.Module:
+    """The configured encoder; ``in_channels`` comes from the data when the encoder takes it."""
+    name = cfg["model"]["encoder"]
+    kwargs = section(cfg["model"], name)
+    if "in_channels" in inspect.signature(registry.get("encoder", name).factory).parameters:
+        kwargs.setdefault("in_channels", input_shape[0])
+    return registry.build("encoder", name, **kwargs)
+
+
+def build_views(cfg: dict):
+    """The configured view transform, or None when the objective does not need views."""
+    name = cfg["views"]["name"]
+    needs = registry.get("objective", cfg["objective"]["name"]).capabilities
+    if not name or "views" not in needs:
+        return None
+    return registry.build("views", name, **section(cfg["views"], name))
+
+
+def build_objective(cfg: dict, encoders: dict) -> torch.nn.Module:
+    """The configured objective, told the output dims of every encoder."""
+    options = {k: v for k, v in cfg["objective"].items() if k != "name"}
+    return registry.build("objective", cfg["objective"]["name"], dims=encoders["x"].dims, **options)

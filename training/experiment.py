@@ -1,0 +1,95 @@
+"""One training run from a validated config: build, train, evaluate, write results.
+
+Run directory layout::
+
+    config.yaml            the merged config (what --resume reads back)
+    events.out.tfevents.*  TensorBoard scalars and the config text
+    checkpoints/last.pt    model, optimizer, scheduler, step, RNG state
+    results.json           held-out evaluation (see RESULTS_SCHEMA in README)
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+
+import config as config_lib
+from errors import UserError
+from training import checkpoint
+from training.build import build_datasets, build_encoder, build_objective, build_views
+from training.evaluate import probe_encoder
+from training.loop import train
+from training.schedule import warmup_cosine
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu.
+
+    Raises:
+        UserError: 'cuda' asked for on a machine without CUDA.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device 'cuda' was asked for but torch sees no CUDA device; use --device cpu")
+    return torch.device(name)
+
+
+def build_model(cfg: dict, input_shape) -> nn.ModuleDict:
+    """Encoder and objective, initialized from ``cfg['seed']`` (same seed, same init)."""
+    torch.manual_seed(cfg["seed"])
+    encoder = build_encoder(cfg, input_shape)
+    return nn.ModuleDict({"encoder": encoder, "objective": build_objective(cfg, {"x": encoder})})
+
+
+def run_experiment(cfg: dict, run_dir: Path, resume: bool = False) -> dict:
+    """Train (or continue) the run in ``run_dir`` and evaluate it; returns results.json's dict,
+    or {"stopped_at_step", "steps"} when ``train.stop_after_steps`` ended the session early."""
+    began = time.time()
+    run_dir = Path(run_dir)
+    device = pick_device(cfg["device"])
+    datasets = build_datasets(cfg)
+    model = build_model(cfg, datasets["train"].input_shape).to(device)
+    views = build_views(cfg)
+    views = views.to(device) if views is not None else None
+    oc = cfg["optim"]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=oc["lr"], betas=tuple(oc["betas"]),
+                                  weight_decay=oc["weight_decay"])
+    scheduler = warmup_cosine(optimizer, cfg["train"]["steps"], oc["warmup_steps"], oc["min_lr_ratio"])
+
+    start_step = 0
+    if resume:
+        start_step = checkpoint.restore(checkpoint.load(run_dir / "checkpoints" / "last.pt"), model, optimizer,
+                                        scheduler)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(config_lib.dump(cfg))
+    writer = SummaryWriter(str(run_dir), purge_step=start_step if start_step else None)
+    if not start_step:
+        writer.add_text("config", "    " + config_lib.dump(cfg).replace("\n", "\n    "), 0)
+
+    stats = train(cfg, model, views, datasets, optimizer, scheduler, writer, run_dir, device, start_step)
+    if stats["step"] < cfg["train"]["steps"]:
+        writer.close()
+        return {"stopped_at_step": stats["step"], "steps": cfg["train"]["steps"]}
+
+    metrics = probe_encoder(model["encoder"], datasets, cfg, device)
+    floor = probe_encoder(build_model(cfg, datasets["train"].input_shape)["encoder"].to(device), datasets, cfg, device)
+    steps = cfg["train"]["steps"]
+    for key, value in metrics.items():
+        writer.add_scalar(f"eval/{key}", value, steps)
+        writer.add_scalar(f"eval/floor_{key}", floor[key], steps)
+    writer.close()
+
+    results = {
+        "modality": cfg["modality"], "objective": cfg["objective"]["name"], "encoder": cfg["model"]["encoder"],
+        "dataset": cfg["data"]["name"], "seed": cfg["seed"], "steps": steps, "resumed_from_step": start_step,
+        "wall_time_s": round(time.time() - began, 2), "samples_per_s": round(stats["samples_per_s"], 2),
+        "final_train_loss": stats["final_loss"], "chance_acc": 1.0 / len(datasets["train"].classes),
+        "metrics": metrics, "floor": floor,
+    }
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
