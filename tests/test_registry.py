@@ -31,7 +31,7 @@ def test_build_rejects_unknown_keyword_with_closest_option():
     with pytest.raises(RegistryError, match="did you mean 'width'"):
         registry.build("encoder", "cpc_wave", widht=8)
     encoder = registry.build("encoder", "cpc_wave", width=8, context_dim=4)
-    assert encoder.dims == {"embedding": 4, "sequence": 8, "context": 4}
+    assert encoder.dims == {"embedding": 8, "sequence": 8, "context": 4}
 
 
 def test_capabilities_are_declared_from_decorators():

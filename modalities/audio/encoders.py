@@ -35,7 +35,9 @@ class CPCWaveEncoder(nn.Module):
 
     Input:  x (B, T_samples) or (B, 1, T_samples), float waveform.
     Output: "sequence" z (B, T, width), "context" c (B, T, context_dim),
-            "embedding" mean over time of c (B, context_dim), T = T_samples // 160.
+            "embedding" mean and max of c over time, concatenated (B, 2 * context_dim),
+            T = T_samples // 160. Mean+max pooling (as PANNs' CNN14) keeps a short
+            event from being diluted by the silence around it.
     """
 
     STRIDES, KERNELS, PADDING = (5, 4, 2, 2, 2), (10, 8, 4, 4, 4), (3, 2, 1, 1, 1)
@@ -49,7 +51,7 @@ class CPCWaveEncoder(nn.Module):
             channels = width
         self.convs = nn.Sequential(*layers)
         self.context = nn.GRU(width, context_dim, batch_first=True)
-        self.dims = {"embedding": context_dim, "sequence": width, "context": context_dim}
+        self.dims = {"embedding": 2 * context_dim, "sequence": width, "context": context_dim}
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if x.dim() == 2:
@@ -58,4 +60,4 @@ class CPCWaveEncoder(nn.Module):
             x = (x - x.mean(-1, keepdim=True)) / (x.std(-1, keepdim=True) + 1e-5)
         z = rearrange(self.convs(x), "b c t -> b t c")
         c, _ = self.context(z)
-        return {"sequence": z, "context": c, "embedding": c.mean(dim=1)}
+        return {"sequence": z, "context": c, "embedding": torch.cat([c.mean(dim=1), c.amax(dim=1)], dim=-1)}
