@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from objectives.functional import cpc_infonce
+from objectives.inputs import encode
 from registry import register
 
 
@@ -21,8 +22,9 @@ class CPC(nn.Module):
     Logs ``cpc/acc_step{k}`` for every k and their mean ``cpc/acc``.
     """
 
-    def __init__(self, dims: dict, prediction_steps: int = 12, n_negatives: int = 128):
+    def __init__(self, encoders: dict, n_classes: int, prediction_steps: int = 12, n_negatives: int = 128):
         super().__init__()
+        dims = encoders["x"].dims
         seq_dim = dims["sequence"]
         ctx_dim = dims.get("context") or seq_dim
         self.own_context = nn.GRU(seq_dim, ctx_dim, batch_first=True) if not dims.get("context") else None
@@ -30,7 +32,7 @@ class CPC(nn.Module):
         self.n_negatives = n_negatives
 
     def forward(self, encoders: dict, batch: dict) -> dict:
-        out = encoders["x"](batch["x"])
+        out = encode(encoders["x"], batch)
         latents = out["sequence"]
         context = out["context"] if self.own_context is None else self.own_context(latents)[0]
         b, t, _ = latents.shape

@@ -82,7 +82,9 @@ def build_views(cfg: dict):
     return registry.build("views", name, **section(cfg["views"], name))
 
 
-def build_objective(cfg: dict, encoders: dict) -> torch.nn.Module:
-    """The configured objective, told the output dims of every encoder."""
+def build_objective(cfg: dict, encoders: dict, n_classes: int) -> torch.nn.Module:
+    """The configured objective. Every objective takes ``encoders`` (a dict of
+    modules whose ``.dims`` it reads; it may copy them, as MoCo's key encoder
+    does, but never keeps them as submodules) and ``n_classes`` first."""
     options = {k: v for k, v in cfg["objective"].items() if k != "name"}
-    return registry.build("objective", cfg["objective"]["name"], dims=encoders["x"].dims, **options)
+    return registry.build("objective", cfg["objective"]["name"], encoders=encoders, n_classes=n_classes, **options)

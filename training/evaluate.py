@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from objectives.inputs import encode
 from training.data import eval_loader, to_device
 
 
@@ -22,7 +23,7 @@ def embed(encoder, dataset, batch_size: int, device) -> tuple[torch.Tensor, torc
     embeddings, labels = [], []
     for batch in eval_loader(dataset, batch_size):
         batch = to_device(batch, device)
-        embeddings.append(encoder(batch["x"])["embedding"].float().cpu())
+        embeddings.append(encode(encoder, batch)["embedding"].float().cpu())
         labels.append(batch["label"].cpu())
     encoder.train(was_training)
     return torch.cat(embeddings), torch.cat(labels)

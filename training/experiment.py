@@ -39,11 +39,12 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_model(cfg: dict, input_shape) -> nn.ModuleDict:
+def build_model(cfg: dict, train_set) -> nn.ModuleDict:
     """Encoder and objective, initialized from ``cfg['seed']`` (same seed, same init)."""
     torch.manual_seed(cfg["seed"])
-    encoder = build_encoder(cfg, input_shape)
-    return nn.ModuleDict({"encoder": encoder, "objective": build_objective(cfg, {"x": encoder})})
+    encoder = build_encoder(cfg, train_set.input_shape)
+    objective = build_objective(cfg, {"x": encoder}, len(train_set.classes))
+    return nn.ModuleDict({"encoder": encoder, "objective": objective})
 
 
 def run_experiment(cfg: dict, run_dir: Path, resume: bool = False) -> dict:
@@ -53,7 +54,7 @@ def run_experiment(cfg: dict, run_dir: Path, resume: bool = False) -> dict:
     run_dir = Path(run_dir)
     device = pick_device(cfg["device"])
     datasets = build_datasets(cfg)
-    model = build_model(cfg, datasets["train"].input_shape).to(device)
+    model = build_model(cfg, datasets["train"]).to(device)
     views = build_views(cfg)
     views = views.to(device) if views is not None else None
     oc = cfg["optim"]
@@ -67,7 +68,8 @@ def run_experiment(cfg: dict, run_dir: Path, resume: bool = False) -> dict:
                                         scheduler)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(config_lib.dump(cfg))
-    writer = SummaryWriter(str(run_dir), purge_step=start_step if start_step else None)
+    # purge_step hides events a crashed session logged after its last checkpoint.
+    writer = SummaryWriter(str(run_dir), purge_step=start_step + 1 if start_step else None)
     if not start_step:
         writer.add_text("config", "    " + config_lib.dump(cfg).replace("\n", "\n    "), 0)
 
@@ -77,7 +79,7 @@ def run_experiment(cfg: dict, run_dir: Path, resume: bool = False) -> dict:
         return {"stopped_at_step": stats["step"], "steps": cfg["train"]["steps"]}
 
     metrics = probe_encoder(model["encoder"], datasets, cfg, device)
-    floor = probe_encoder(build_model(cfg, datasets["train"].input_shape)["encoder"].to(device), datasets, cfg, device)
+    floor = probe_encoder(build_model(cfg, datasets["train"])["encoder"].to(device), datasets, cfg, device)
     steps = cfg["train"]["steps"]
     for key, value in metrics.items():
         writer.add_scalar(f"eval/{key}", value, steps)

@@ -78,6 +78,8 @@ def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer,
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         scheduler.step()
+        if hasattr(model["objective"], "on_step_end"):  # e.g. MoCo's momentum update
+            model["objective"].on_step_end({"x": model["encoder"]})
         seconds = time.perf_counter() - began
         train_seconds, samples = train_seconds + seconds, samples + len(batch["x"])
         loss = out["loss"].item()
