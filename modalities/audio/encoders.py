@@ -42,7 +42,7 @@ class CPCWaveEncoder(nn.Module):
 
     STRIDES, KERNELS, PADDING = (5, 4, 2, 2, 2), (10, 8, 4, 4, 4), (3, 2, 1, 1, 1)
 
-    def __init__(self, width: int = 128, context_dim: int = 128, normalize_input: bool = True):
+    def __init__(self, width: int = 64, context_dim: int = 128, normalize_input: bool = True):
         super().__init__()
         self.normalize_input = normalize_input
         layers, channels = [], 1
