@@ -1,2 +1,3 @@
 """Every objective module; importing this registers them."""
 from objectives import cpc  # noqa: F401
+from objectives import ce, clap, convirt, moco, siglip, simclr, supcon, triplet, vicreg  # noqa: F401

@@ -1,0 +1,35 @@
+"""Supervised cross-entropy baseline: a linear classifier on the embedding."""
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import nn
+
+from objectives.inputs import encode
+from registry import register
+
+
+@register("objective", "ce", needs=("label", "embedding"))
+class CrossEntropy(nn.Module):
+    """Cross-entropy with a linear head: the supervised baseline of SupCon (Khosla et al. 2020).
+
+    logits = Linear(D, n_classes)(encoder(batch["x"])["embedding"]) (B, n_classes);
+    loss = cross-entropy against ``batch["label"]`` (B,) with
+    ``label_smoothing``, computed in float32. Logs ``acc``, the fraction of the
+    batch whose arg-max class is the label.
+
+    Raises:
+        ValueError: n_classes < 2.
+    """
+
+    def __init__(self, encoders: dict, n_classes: int, label_smoothing: float = 0.0):
+        super().__init__()
+        if n_classes < 2:
+            raise ValueError(f"the ce objective needs at least 2 classes, the dataset has {n_classes}")
+        self.head = nn.Linear(encoders["x"].dims["embedding"], n_classes)
+        self.label_smoothing = label_smoothing
+
+    def forward(self, encoders: dict, batch: dict) -> dict:
+        logits = self.head(encode(encoders["x"], batch)["embedding"]).float()
+        labels = batch["label"]
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        return {"loss": loss, "acc": (logits.detach().argmax(dim=1) == labels).float().mean()}

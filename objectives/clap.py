@@ -1,0 +1,48 @@
+"""CLIP-style contrastive objective between a signal and its paired text (CLAP)."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from objectives.functional import clip_loss
+from objectives.heads import mlp, pair_stats
+from objectives.inputs import encode
+from registry import register
+
+
+@register("objective", "clap", needs=("text", "embedding"))
+class CLAP(nn.Module):
+    """CLAP / CLIP symmetric InfoNCE (Elizalde et al. 2022; Wu et al. 2023; Radford et al. 2021).
+
+    The signal embedding (from ``encoders["x"]``) and the caption embedding
+    (``encoders["text"](batch["text"])``, B strings) each go through a
+    two-layer projection (Linear-ReLU-Linear, hidden = ``proj_dim``) into a
+    joint space of ``proj_dim`` and are scored with ``functional.clip_loss``
+    at scale s = exp(theta). theta is learnt, starts at ln(init_logit_scale)
+    and s is clamped at ``max_logit_scale`` in forward (CLIP caps it at 100;
+    the clamp stops the gradient pushing theta further).
+
+    Logs ``logit_scale`` (the clamped s), ``pos_sim``, ``neg_sim`` and
+    ``retrieval_acc`` (signal -> text, this rank's batch).
+    """
+
+    def __init__(self, encoders: dict, n_classes: int, proj_dim: int = 256, init_logit_scale: float = 1 / 0.07,
+                 max_logit_scale: float = 100.0):
+        super().__init__()
+        x_dim, text_dim = encoders["x"].dims["embedding"], encoders["text"].dims["embedding"]
+        self.x_head = mlp(x_dim, proj_dim, proj_dim)
+        self.text_head = mlp(text_dim, proj_dim, proj_dim)
+        self.log_logit_scale = nn.Parameter(torch.tensor(math.log(init_logit_scale)))
+        self.max_logit_scale = max_logit_scale
+
+    def logit_scale(self) -> torch.Tensor:
+        """s = exp(theta), at most ``max_logit_scale``."""
+        return self.log_logit_scale.clamp(max=math.log(self.max_logit_scale)).exp()
+
+    def forward(self, encoders: dict, batch: dict) -> dict:
+        a = self.x_head(encode(encoders["x"], batch)["embedding"])
+        b = self.text_head(encoders["text"](batch["text"])["embedding"])
+        scale = self.logit_scale()
+        return {"loss": clip_loss(a, b, scale), "logit_scale": scale.detach(), **pair_stats(a, b)}

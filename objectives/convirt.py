@@ -1,0 +1,40 @@
+"""ConVIRT: asymmetric bidirectional contrastive objective between a signal and its report."""
+from __future__ import annotations
+
+from torch import nn
+
+from objectives.functional import convirt_loss
+from objectives.heads import mlp, pair_stats
+from objectives.inputs import encode
+from registry import register
+
+
+@register("objective", "convirt", needs=("text", "embedding"))
+class ConVIRT(nn.Module):
+    """ConVIRT (Zhang et al. 2020, arXiv 2010.00747).
+
+    The signal embedding (``encoders["x"]``) and the text embedding
+    (``encoders["text"](batch["text"])``, B strings) each go through a
+    non-linear projection (Linear-ReLU-Linear, hidden = its input dim) to
+    ``proj_dim`` and are scored with ``functional.convirt_loss``:
+    lam * signal->text + (1 - lam) * text->signal, cosine / temperature.
+    Both sides are trained: the reference code's text side under no_grad is
+    not reproduced.
+
+    Logs ``temperature``, ``pos_sim``, ``neg_sim`` and ``retrieval_acc``
+    (signal -> text, this rank's batch).
+    """
+
+    def __init__(self, encoders: dict, n_classes: int, proj_dim: int = 512, temperature: float = 0.1,
+                 lam: float = 0.75):
+        super().__init__()
+        x_dim, text_dim = encoders["x"].dims["embedding"], encoders["text"].dims["embedding"]
+        self.x_head = mlp(x_dim, x_dim, proj_dim)
+        self.text_head = mlp(text_dim, text_dim, proj_dim)
+        self.temperature, self.lam = temperature, lam
+
+    def forward(self, encoders: dict, batch: dict) -> dict:
+        a = self.x_head(encode(encoders["x"], batch)["embedding"])
+        b = self.text_head(encoders["text"](batch["text"])["embedding"])
+        loss = convirt_loss(a, b, self.temperature, self.lam)
+        return {"loss": loss, "temperature": self.temperature, **pair_stats(a, b)}

@@ -1,0 +1,70 @@
+"""Pieces shared by the objective modules: projection MLPs, encoding of views,
+and the similarity statistics they log."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from objectives.inputs import encode
+
+
+def mlp(in_dim: int, hidden_dim: int, out_dim: int, n_layers: int = 2, batch_norm: bool = False,
+        last_bias: bool = True) -> nn.Sequential:
+    """A projection head: ``n_layers - 1`` blocks Linear(-BatchNorm1d)-ReLU, then a Linear.
+
+    n_layers = 1 is a single Linear(in_dim, out_dim); n_layers = 2 is SimCLR's
+    and SupCon's Linear-ReLU-Linear. With ``batch_norm`` the Linear layers that
+    feed a BatchNorm have no bias (BatchNorm subtracts it: its gradient would be
+    zero). ``last_bias=False`` drops the final bias (VICReg's expander: its
+    loss is invariant to a shift of both branches).
+    Shapes: (N, in_dim) -> (N, out_dim).
+
+    Raises:
+        ValueError: n_layers < 1.
+    """
+    if n_layers < 1:
+        raise ValueError(f"a projection head needs at least one layer, got n_layers={n_layers}")
+    layers: list[nn.Module] = []
+    dim = in_dim
+    for _ in range(n_layers - 1):
+        layers.append(nn.Linear(dim, hidden_dim, bias=not batch_norm))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(hidden_dim))
+        layers.append(nn.ReLU())
+        dim = hidden_dim
+    layers.append(nn.Linear(dim, out_dim, bias=last_bias))
+    return nn.Sequential(*layers)
+
+
+def encode_views(encoder: nn.Module, batch: dict) -> torch.Tensor:
+    """The ``embedding`` of every view, encoded in one call.
+
+    ``batch["views"]`` (B, V, ...) is flattened to (B*V, ...); a padding mask
+    ``batch["mask"]`` (B, T) is repeated per view to (B*V, T).
+    Returns (B, V, D).
+    """
+    views = batch["views"]
+    n_views = views.shape[1]
+    flat = rearrange(views, "b v ... -> (b v) ...")
+    masks = {"mask": batch["mask"].repeat_interleave(n_views, dim=0)} if "mask" in batch else {}
+    embedding = encode(encoder, masks, x=flat)["embedding"]
+    return rearrange(embedding, "(b v) d -> b v d", v=n_views)
+
+
+@torch.no_grad()
+def pair_stats(a: torch.Tensor, b: torch.Tensor) -> dict:
+    """Logging statistics of paired rows a_i <-> b_i (this rank's rows only).
+
+    ``pos_sim``: mean cosine similarity of pairs; ``neg_sim``: mean over i != j
+    (0 when N = 1); ``retrieval_acc``: fraction of rows of a whose most
+    similar row of b is their pair. Shapes: a, b (N, D). Returns 0-dim tensors.
+    """
+    sim = F.normalize(a.detach().float(), dim=-1) @ F.normalize(b.detach().float(), dim=-1).T
+    n = sim.shape[0]
+    diagonal = sim.diagonal()
+    off_sum = sim.sum() - diagonal.sum()
+    target = torch.arange(n, device=sim.device)
+    return {"pos_sim": diagonal.mean(), "neg_sim": off_sum / max(n * n - n, 1),
+            "retrieval_acc": (sim.argmax(dim=1) == target).float().mean()}

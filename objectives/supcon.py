@@ -1,0 +1,36 @@
+"""Supervised contrastive objective (SupCon)."""
+from __future__ import annotations
+
+from torch import nn
+
+from objectives.functional import supcon_loss
+from objectives.heads import encode_views, mlp, pair_stats
+from registry import register
+
+
+@register("objective", "supcon", needs=("views", "label", "embedding"))
+class SupCon(nn.Module):
+    """Supervised Contrastive Learning (Khosla et al. 2020, arXiv 2004.11362).
+
+    Every view of ``batch["views"]`` (B, V, ...) is encoded, projected by a
+    two-layer MLP (hidden = embedding dim) to ``proj_dim`` and scored with
+    ``functional.supcon_loss`` (L_out, positives = other rows with the same
+    ``batch["label"]`` (B,), normalized, gathered across ranks).
+
+    Logs ``temperature`` and, between the first and last view of each sample,
+    ``pos_sim``, ``neg_sim`` and ``retrieval_acc``.
+
+    Raises (in forward, from supcon_loss):
+        ValueError: no anchor has a positive.
+    """
+
+    def __init__(self, encoders: dict, n_classes: int, proj_dim: int = 128, temperature: float = 0.1):
+        super().__init__()
+        dim = encoders["x"].dims["embedding"]
+        self.head = mlp(dim, dim, proj_dim)
+        self.temperature = temperature
+
+    def forward(self, encoders: dict, batch: dict) -> dict:
+        z = self.head(encode_views(encoders["x"], batch))  # (B, V, proj_dim)
+        loss = supcon_loss(z, batch["label"], self.temperature)
+        return {"loss": loss, "temperature": self.temperature, **pair_stats(z[:, 0], z[:, -1])}
