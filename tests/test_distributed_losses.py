@@ -7,7 +7,6 @@ and backpropagates through the gather; the test then reduces as DDP does
 the one-process full-batch loss and gradient.
 """
 import os
-import socket
 
 import pytest
 import torch
@@ -64,10 +63,12 @@ def loss_and_grads(name, views, other, labels):
     return loss.detach(), [torch.zeros_like(p) if p.grad is None else p.grad for p in model.parameters()]
 
 
-def worker(rank, port, out_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def worker(rank, out_dir):
+    # A file rendezvous (no port to race for) and gloo pinned to loopback.
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    dist.init_process_group("gloo", init_method=f"file://{os.path.join(out_dir, 'rendezvous')}",
+                            rank=rank, world_size=WORLD)
     try:
         views, other = make_inputs()
         rows = slice(rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD)
@@ -77,16 +78,10 @@ def worker(rank, port, out_dir):
         dist.destroy_process_group()
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def per_rank(tmp_path_factory):
     out_dir = str(tmp_path_factory.mktemp("ddp"))
-    mp.spawn(worker, args=(free_port(), out_dir), nprocs=WORLD, join=True)
+    mp.spawn(worker, args=(out_dir,), nprocs=WORLD, join=True)
     return [torch.load(os.path.join(out_dir, f"rank{r}.pt")) for r in range(WORLD)]
 
 
