@@ -1,0 +1,403 @@
+"""Objective modules: registration, configs, gradients to every parameter, wiring
+to the functional losses (also against hand-computed values), MoCo's queue and
+momentum, CLAP's clamp, triplet mining and CE accuracy.
+
+Encoders here are tiny real modules: a Linear on the flattened (masked) input,
+and a text encoder hashing words into an EmbeddingBag.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+import zlib
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+import objectives  # noqa: F401  (registers every objective)
+import registry
+from objectives.functional import clip_loss, convirt_loss, siglip_loss
+from objectives.heads import encode_views
+from objectives.moco import NO_LABEL
+from objectives.triplet import mine_triplets
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "objectives"
+OBJECTIVES = [n for n in registry.names("objective") if n != "cpc"]
+NEEDS = {
+    "supcon": {"views", "label", "embedding"}, "simclr": {"views", "embedding"}, "moco": {"views", "embedding"},
+    "triplet": {"label", "embedding"}, "ce": {"label", "embedding"}, "vicreg": {"views", "embedding"},
+    "clap": {"text", "embedding"}, "convirt": {"text", "embedding"}, "siglip": {"text", "embedding"},
+}
+
+
+class TinyEncoder(nn.Module):
+    """Linear on the flattened (N, C, T) input; time steps where mask is False are zeroed."""
+
+    def __init__(self, in_dim: int = 10, dim: int = 8):
+        super().__init__()
+        self.linear = nn.Linear(in_dim, dim)
+        self.dims = {"embedding": dim}
+
+    def forward(self, x, mask=None):
+        if mask is not None:
+            assert mask.shape == (x.shape[0], x.shape[-1]), "mask does not match x"
+            x = x * mask[:, None, :]
+        return {"embedding": self.linear(x.flatten(1))}
+
+
+def bucket(word: str, buckets: int = 64) -> int:
+    return zlib.crc32(word.encode()) % buckets
+
+
+class TinyText(nn.Module):
+    """Mean of hashed word embeddings."""
+
+    def __init__(self, dim: int = 6, buckets: int = 64):
+        super().__init__()
+        self.bag = nn.EmbeddingBag(buckets, dim, mode="mean")
+        self.buckets, self.dims = buckets, {"embedding": dim}
+
+    def forward(self, texts):
+        ids, offsets = [], []
+        for text in texts:
+            offsets.append(len(ids))
+            ids.extend(bucket(w, self.buckets) for w in text.split())
+        return {"embedding": self.bag(torch.tensor(ids), torch.tensor(offsets))}
+
+
+def make_batch(B=8, V=2, C=2, T=5, n_classes=3, seed=0, mask=True):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, C, T, generator=g)
+    labels = torch.arange(B) % n_classes
+    batch = {"x": x, "views": x[:, None] + 0.3 * torch.randn(B, V, C, T, generator=g), "label": labels,
+             "text": [f"a sound of class {int(c)} number {i} {'loud' if i % 2 else 'quiet'}"
+                      for i, c in enumerate(labels)]}
+    if mask:
+        lengths = torch.randint(2, T + 1, (B,), generator=g)
+        lengths[0] = T
+        batch["mask"] = torch.arange(T)[None, :] < lengths[:, None]
+    return batch
+
+
+def yaml_options(name: str) -> dict:
+    return yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())["objective"]
+
+
+def build(name: str, encoders=None, n_classes=3, **options):
+    encoders = encoders or make_encoders(name)
+    return encoders, registry.build("objective", name, encoders=encoders, n_classes=n_classes, **options)
+
+
+def make_encoders(name: str) -> dict:
+    encoders = {"x": TinyEncoder()}
+    if "text" in registry.get("objective", name).capabilities:
+        encoders["text"] = TinyText()
+    return encoders
+
+
+@pytest.fixture(autouse=True)
+def seed():
+    torch.manual_seed(0)
+
+
+def test_every_expected_objective_is_registered_with_its_needs():
+    assert set(NEEDS) <= set(OBJECTIVES)
+    for name, needs in NEEDS.items():
+        assert registry.get("objective", name).capabilities == needs, name
+
+
+@pytest.mark.parametrize("name", registry.names("objective"))
+def test_yaml_defaults_equal_constructor_defaults(name):
+    params = inspect.signature(registry.get("objective", name).factory).parameters
+    defaults = {k: p.default for k, p in params.items() if k not in ("encoders", "n_classes")}
+    options = yaml_options(name)
+    assert options == defaults
+    assert {k: type(v) for k, v in options.items()} == {k: type(v) for k, v in defaults.items()}
+
+
+@pytest.mark.parametrize("name", OBJECTIVES)
+def test_finite_loss_and_scalars_and_gradient_to_every_parameter(name):
+    encoders, objective = build(name, **yaml_options(name))
+    out = objective(encoders, make_batch())
+    assert out["loss"].dim() == 0 and torch.isfinite(out["loss"])
+    for key, value in out.items():
+        assert math.isfinite(float(torch.as_tensor(value).detach())), key
+    out["loss"].backward()
+    modules = {**encoders, "objective": objective}
+    trainable = [(f"{m}.{n}", p) for m, mod in modules.items() for n, p in mod.named_parameters() if p.requires_grad]
+    assert trainable
+    for pname, p in trainable:
+        assert p.grad is not None and p.grad.abs().max() > 1e-7, f"{name}: no gradient reaches {pname}"
+    for pname, p in objective.named_parameters():
+        if not p.requires_grad:
+            assert name == "moco" and pname.startswith("key_") and p.grad is None, pname
+
+
+def test_encode_views_repeats_the_mask_per_view():
+    encoder, batch = TinyEncoder(), make_batch(B=4, V=3)
+    together = encode_views(encoder, batch)
+    assert together.shape == (4, 3, 8)
+    for v in range(3):
+        alone = encoder(batch["views"][:, v], mask=batch["mask"])["embedding"]
+        torch.testing.assert_close(together[:, v], alone)
+
+
+# ---- paired objectives: the functional losses on the module's own projections
+
+
+def projections(objective, encoders, batch):
+    a = objective.x_head(encoders["x"](batch["x"], mask=batch.get("mask"))["embedding"])
+    return a, objective.text_head(encoders["text"](batch["text"])["embedding"])
+
+
+@pytest.mark.parametrize("name", ["clap", "convirt", "siglip"])
+def test_paired_loss_equals_functional_loss_on_projections(name):
+    encoders, objective = build(name, proj_dim=16)
+    batch = make_batch()
+    out = objective(encoders, batch)
+    a, b = projections(objective, encoders, batch)
+    if name == "clap":
+        expected = clip_loss(a, b, math.exp(objective.log_logit_scale.item()))
+    elif name == "convirt":
+        expected = convirt_loss(a, b, temperature=0.1, lam=0.75)
+    else:
+        expected = siglip_loss(a, b, 10.0, -10.0)
+    torch.testing.assert_close(out["loss"], expected)
+
+
+def hand_case(name, **options):
+    """Identity encoder and heads: signal rows e1, e2; both texts embed to e1."""
+    x_encoder, text_encoder = TinyEncoder(in_dim=2, dim=2), TinyText(dim=2)
+    with torch.no_grad():
+        x_encoder.linear.weight.copy_(torch.eye(2))
+        x_encoder.linear.bias.zero_()
+        text_encoder.bag.weight.zero_()
+        for word in ("alpha", "beta"):
+            text_encoder.bag.weight[bucket(word)] = torch.tensor([1.0, 0.0])
+    encoders = {"x": x_encoder, "text": text_encoder}
+    _, objective = build(name, encoders, **options)
+    objective.x_head, objective.text_head = nn.Identity(), nn.Identity()
+    batch = {"x": torch.eye(2).reshape(2, 1, 2), "text": ["alpha", "beta"], "label": torch.tensor([0, 1])}
+    return objective(encoders, batch)
+
+
+def softplus(v: float) -> float:
+    return math.log1p(math.exp(v))
+
+
+def test_hand_computed_paired_losses():
+    # Similarities a.b: [[1, 1], [0, 0]]. CE of a row with logits (l0, l1), target t: log(e^l0 + e^l1) - l_t.
+    s = 1 / 0.07
+    a_to_b = math.log(2)  # both rows have equal logits
+    b_to_a = (softplus(-s) + softplus(s)) / 2  # both columns are (s, 0); targets 0 then 1
+    clap = hand_case("clap")
+    assert clap["loss"].item() == pytest.approx((a_to_b + b_to_a) / 2, rel=1e-5)
+    assert (clap["pos_sim"], clap["neg_sim"], clap["retrieval_acc"]) == (0.5, 0.5, 0.5)
+
+    convirt = hand_case("convirt")
+    expected = 0.75 * math.log(2) + 0.25 * (softplus(-10) + softplus(10)) / 2
+    assert convirt["loss"].item() == pytest.approx(expected, rel=1e-5)
+
+    # SigLIP logits 10 * sim - 10: [[0, 0], [-10, -10]]; z = +1 on the diagonal.
+    siglip = hand_case("siglip")
+    expected = (softplus(-0.0) + softplus(0.0) + softplus(-10) + softplus(10)) / 2
+    assert siglip["loss"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_clap_logit_scale_is_clamped_at_100():
+    encoders, objective = build("clap", proj_dim=16)
+    with torch.no_grad():
+        objective.log_logit_scale.fill_(10.0)  # exp(10) ~ 22026
+    batch = make_batch()
+    out = objective(encoders, batch)
+    assert float(out["logit_scale"]) == pytest.approx(100.0)
+    a, b = projections(objective, encoders, batch)
+    torch.testing.assert_close(out["loss"], clip_loss(a, b, 100.0))
+
+
+# ---- MoCo
+
+
+def moco_reference(q, k, queue, queue_labels, labels, t, supervised):
+    """Per query: -mean over positives of log softmax over [own key, queue], in float64."""
+    losses = []
+    for i in range(len(q)):
+        candidates = [k[i]] + list(queue)
+        logits = torch.stack([q[i].double() @ c.double() for c in candidates]) / t
+        log_prob = logits - torch.logsumexp(logits, dim=0)
+        pos = [0] + [j + 1 for j in range(len(queue)) if supervised and queue_labels[j] == labels[i]]
+        losses.append(-log_prob[pos].mean())
+    return torch.stack(losses).mean()
+
+
+def moco_qk(objective, encoders, batch):
+    with torch.no_grad():
+        views, mask = batch["views"], batch.get("mask")
+        q = F.normalize(objective.head(encoders["x"](views[:, 0], mask=mask)["embedding"]), dim=1)
+        k = F.normalize(objective.key_head(objective.key_encoder(views[:, 1], mask=mask)["embedding"]), dim=1)
+    return q, k
+
+
+def test_moco_loss_uses_the_queue_before_enqueueing_then_fills_and_wraps():
+    encoders, moco = build("moco", proj_dim=8, queue_size=6, temperature=0.2)
+    initial = moco.queue.clone()
+    batch1, batch2 = make_batch(B=4, seed=1), make_batch(B=4, seed=2)
+    q1, k1 = moco_qk(moco, encoders, batch1)
+    out = moco(encoders, batch1)
+    expected = moco_reference(q1, k1, initial, moco.queue_labels, batch1["label"], 0.2, False)
+    assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    torch.testing.assert_close(moco.queue[:4], k1)
+    torch.testing.assert_close(moco.queue[4:], initial[4:])
+    assert moco.queue_labels.tolist() == batch1["label"].tolist() + [NO_LABEL] * 2
+    assert int(moco.queue_ptr) == 4
+
+    _, k2 = moco_qk(moco, encoders, batch2)
+    moco(encoders, batch2)
+    torch.testing.assert_close(moco.queue, torch.cat([k2[2:], k1[2:], k2[:2]]))
+    assert moco.queue_labels.tolist() == batch2["label"][2:].tolist() + batch1["label"][2:].tolist() \
+        + batch2["label"][:2].tolist()
+    assert int(moco.queue_ptr) == 2
+
+    moco.eval()  # validation batches are not enqueued
+    before = moco.queue.clone()
+    moco(encoders, make_batch(B=4, seed=3))
+    assert torch.equal(moco.queue, before) and int(moco.queue_ptr) == 2
+
+
+def test_moco_momentum_update_moves_key_params_by_one_minus_m():
+    encoders, moco = build("moco", proj_dim=8, queue_size=8, momentum=0.9)
+    online = [*encoders["x"].parameters(), *moco.head.parameters()]
+    keys = [*moco.key_encoder.parameters(), *moco.key_head.parameters()]
+    for p_key, p_online in zip(keys, online):
+        assert torch.equal(p_key, p_online) and p_key is not p_online and not p_key.requires_grad
+    with torch.no_grad():
+        for p in online:
+            p.add_(torch.randn_like(p))
+    key_before = [p.clone() for p in keys]
+    moco.on_step_end(encoders)
+    for p_key, before, p_online in zip(keys, key_before, online):
+        torch.testing.assert_close(p_key - before, 0.1 * (p_online - before))
+
+
+def test_supervised_moco_takes_positives_from_queue_labels():
+    batch = make_batch(B=4, seed=4)
+    losses = {}
+    for supervised in (True, False):
+        torch.manual_seed(0)
+        encoders, moco = build("moco", proj_dim=8, queue_size=8, supervised=supervised)
+        with torch.no_grad():
+            moco.queue.copy_(F.normalize(torch.randn(8, 8), dim=1))
+            moco.queue_labels.copy_(torch.tensor([0, 1, 2, 0, 1, 2, NO_LABEL, NO_LABEL]))
+        queue, queue_labels = moco.queue.clone(), moco.queue_labels.clone()
+        q, k = moco_qk(moco, encoders, batch)
+        losses[supervised] = moco(encoders, batch)["loss"].item()
+        expected = moco_reference(q, k, queue, queue_labels, batch["label"], 0.2, supervised)
+        assert losses[supervised] == pytest.approx(expected.item(), rel=1e-5)
+    assert losses[True] != pytest.approx(losses[False], rel=1e-3)
+    _, moco = build("moco", encoders, supervised=True, queue_size=8)
+    with pytest.raises(ValueError, match="needs labels"):
+        moco(encoders, {"x": batch["x"], "views": batch["views"]})
+
+
+# ---- triplet and CE
+
+
+def identity_encoder(dim):
+    encoder = TinyEncoder(in_dim=dim, dim=dim)
+    with torch.no_grad():
+        encoder.linear.weight.copy_(torch.eye(dim))
+        encoder.linear.bias.zero_()
+    return encoder
+
+
+def test_batch_hard_triplet_matches_a_loop_and_skips_anchors_without_pairs():
+    z = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.3], [-1.0, 0.2], [0.6, 0.8]]), dim=1)
+    labels = torch.tensor([0, 0, 1, 2, 0])
+    encoders = {"x": identity_encoder(2)}
+    _, triplet = build("triplet", encoders, margin=0.5)
+    triplet.head = nn.Identity()
+    out = triplet(encoders, {"x": z[:, None, :], "label": labels})
+    terms = []
+    for i in range(len(z)):
+        d = [float((z[i] - z[j]).norm()) for j in range(len(z))]
+        pos = [d[j] for j in range(len(z)) if j != i and labels[j] == labels[i]]
+        neg = [d[j] for j in range(len(z)) if labels[j] != labels[i]]
+        if pos and neg:
+            terms.append(max(0.0, max(pos) - min(neg) + 0.5))
+    assert len(terms) == 3  # anchors 2 and 3 have no positive
+    assert out["loss"].item() == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+    assert out["valid_frac"] == pytest.approx(3 / 5)
+
+
+def test_triplet_without_usable_anchor_is_zero_not_nan():
+    encoders, triplet = build("triplet")
+    batch = make_batch(B=3, n_classes=3)  # every label unique
+    out = triplet(encoders, batch)
+    assert out["loss"].item() == 0.0
+    out["loss"].backward()
+    assert torch.isfinite(encoders["x"].linear.weight.grad).all()
+
+
+def test_random_mining_picks_valid_triplets():
+    labels = torch.tensor([0, 0, 1, 1, 1, 2, 3, 0])
+    z = torch.randn(8, 4)
+    for _ in range(20):
+        a, p, n = mine_triplets(z, labels, "random")
+        assert a.tolist() == [0, 1, 2, 3, 4, 7]
+        assert (labels[p] == labels[a]).all() and (p != a).all() and (labels[n] != labels[a]).all()
+
+
+def test_ce_accuracy_matches_a_hand_count():
+    encoders = {"x": identity_encoder(3)}
+    _, ce = build("ce", encoders, n_classes=3)
+    with torch.no_grad():
+        ce.head.weight.copy_(torch.eye(3))
+        ce.head.bias.zero_()
+    x = torch.tensor([[3.0, 0.0, 0.0], [0.0, 2.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 5.0]])
+    labels = torch.tensor([0, 0, 0, 2])  # predictions 0, 1, 0, 2: three right
+    out = ce(encoders, {"x": x[:, None, :], "label": labels})
+    assert float(out["acc"]) == 0.75
+    expected = sum(math.log(sum(math.exp(v) for v in row)) - row[c] for row, c in zip(x.tolist(), labels)) / 4
+    assert out["loss"].item() == pytest.approx(expected, rel=1e-5)
+
+
+# ---- MoCo under two gloo processes: the queue holds the keys of every rank
+
+
+def moco_worker(rank, out_dir):
+    import os
+    import torch.distributed as dist
+
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{os.path.join(out_dir, 'rendezvous')}",
+                            rank=rank, world_size=2)
+    try:
+        torch.manual_seed(0)
+        encoders, moco = build("moco", proj_dim=8, queue_size=16)
+        batch = make_batch(B=8, seed=5)
+        rows = slice(4 * rank, 4 * rank + 4)
+        out = moco(encoders, {k: v[rows] for k, v in batch.items() if k != "text"})
+        torch.save({"loss": out["loss"].detach(), "queue": moco.queue, "labels": moco.queue_labels,
+                    "ptr": moco.queue_ptr}, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_moco_queue_gathers_keys_from_every_rank(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(moco_worker, args=(str(tmp_path),), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    torch.manual_seed(0)
+    encoders, moco = build("moco", proj_dim=8, queue_size=16)
+    batch = make_batch(B=8, seed=5)
+    out = moco(encoders, batch)
+    for r in ranks:
+        torch.testing.assert_close(r["queue"], moco.queue)
+        assert torch.equal(r["labels"], moco.queue_labels) and int(r["ptr"]) == 8
+    torch.testing.assert_close((ranks[0]["loss"] + ranks[1]["loss"]) / 2, out["loss"].detach())
