@@ -18,7 +18,7 @@ import modalities  # noqa: F401  (registers encoders, datasets, views)
 import objectives  # noqa: F401  (registers objectives)
 import registry
 from errors import UserError
-from training.build import check_pair, missing
+from training.build import check_pair, missing, resolve_dataset
 
 DEFAULT_MODALITY, DEFAULT_OBJECTIVE = "audio", "cpc"
 
@@ -85,6 +85,7 @@ def make_config(args) -> tuple[dict, Path, bool]:
                         f"modalities: {', '.join(registry.modalities())}")
     registry.get("objective", objective)
     cfg = config_lib.load_config(modality, objective, args.config, overrides)
+    cfg["data"]["name"] = resolve_dataset(cfg)
     run_dir = Path(args.run_dir or f"runs/{modality}-{objective}-{time.strftime('%Y%m%d-%H%M%S')}")
     return cfg, run_dir, False
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from errors import UserError
 import inspect
+from pathlib import Path
 
 import torch
 
@@ -47,6 +48,31 @@ def check_pair(cfg: dict, working_pairs) -> None:
             f"objective '{cfg['objective']['name']}' needs {', '.join(lacking)}, which modality "
             f"'{cfg['modality']}' (dataset '{cfg['data']['name']}', encoder '{cfg['model']['encoder']}') "
             f"does not provide; pairs that work: {', '.join(working_pairs) or 'none'}")
+
+
+def resolve_dataset(cfg: dict) -> str:
+    """The dataset name for ``cfg``: ``data.name`` without a path; with ``data.path``,
+    ``data.format`` when it names a dataset, else the first loader of the modality
+    whose ``accepts(path)`` recognizes the path.
+
+    Raises:
+        UserError: the path does not exist, or no loader of the modality recognizes it.
+    """
+    data = cfg["data"]
+    if data["path"] is None:
+        return data["name"]
+    if data["format"] != "auto":
+        return registry.get("dataset", data["format"]).name
+    path = Path(data["path"]).expanduser()
+    if not path.exists():
+        raise UserError(f"data path '{path}' does not exist")
+    loaders = [n for n in registry.names("dataset", cfg["modality"])
+               if hasattr(registry.get("dataset", n).factory, "accepts")]
+    for name in loaders:
+        if registry.get("dataset", name).factory.accepts(path):
+            return name
+    raise UserError(f"no {cfg['modality']} loader recognizes '{path}'; loaders: {', '.join(loaders) or 'none'} "
+                    f"(see README for their layouts, or set data.format=NAME)")
 
 
 def section(cfg_part: dict, name: str) -> dict:

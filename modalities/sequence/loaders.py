@@ -262,6 +262,11 @@ class FileSeries(Dataset):
 class NpzSeries(FileSeries):
     """A folder with train.npz and test.npz: arrays X (N, C, T) or (N, T), optional labels y (N,)."""
 
+    @staticmethod
+    def accepts(path) -> bool:
+        """Whether ``--data path`` looks like this layout (used when data.format is auto)."""
+        return (Path(path) / "train.npz").is_file()
+
     def __init__(self, split: str, seed: int, path: str, val_fraction: float = 0.1, length: int | None = None):
         files = (Path(path) / "train.npz", Path(path) / "test.npz")
         super().__init__(split, seed, read_npz(files[0]), read_npz(files[1]), files, val_fraction, length)
@@ -271,6 +276,11 @@ class NpzSeries(FileSeries):
 class UCRSeries(FileSeries):
     """A UCR archive pair <Name>_TRAIN.tsv / <Name>_TEST.tsv (label first, NaN-padded to equal length)."""
 
+    @staticmethod
+    def accepts(path) -> bool:
+        """Whether ``--data path`` looks like this layout (used when data.format is auto)."""
+        return Path(path).is_dir() and any(Path(path).glob("*_TRAIN.tsv"))
+
     def __init__(self, split: str, seed: int, path: str, val_fraction: float = 0.1, length: int | None = None):
         files = _pair(path, "_TRAIN.tsv", "_TEST.tsv")
         super().__init__(split, seed, read_ucr(files[0]), read_ucr(files[1]), files, val_fraction, length)
@@ -279,6 +289,11 @@ class UCRSeries(FileSeries):
 @register("dataset", "uea_ts", modality="sequence", provides=("x", "label", "text"))
 class UEASeries(FileSeries):
     """A UEA/sktime pair <Name>_TRAIN.ts / <Name>_TEST.ts (multivariate, possibly unequal lengths)."""
+
+    @staticmethod
+    def accepts(path) -> bool:
+        """Whether ``--data path`` looks like this layout (used when data.format is auto)."""
+        return Path(path).is_dir() and any(Path(path).glob("*_TRAIN.ts"))
 
     def __init__(self, split: str, seed: int, path: str, val_fraction: float = 0.1, length: int | None = None):
         files = _pair(path, "_TRAIN.ts", "_TEST.ts")
