@@ -99,6 +99,17 @@ def build_encoder(cfg: dict, input_shape) -> torch.nn.Module:
     return registry.build("encoder", name, **kwargs)
 
 
+def build_text_encoder(cfg: dict, captions) -> torch.nn.Module:
+    """The text encoder of paired objectives; a word tokenizer is built from ``captions``
+    (the train split's), or ``model.text.pretrained`` names a local HuggingFace model."""
+    from modalities.text.encoders import build_text_encoder as build
+
+    text = cfg["model"]["text"]
+    if text["pretrained"]:
+        return build(captions, "text_pretrained", path=text["pretrained"])
+    return build(captions, text["encoder"], **section(text, text["encoder"]))
+
+
 def build_views(cfg: dict):
     """The configured view transform, or None when the objective does not need views."""
     name = cfg["views"]["name"]

@@ -18,9 +18,10 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 import config as config_lib
+import registry
 from errors import UserError
 from training import checkpoint
-from training.build import build_datasets, build_encoder, build_objective, build_views
+from training.build import build_datasets, build_encoder, build_objective, build_text_encoder, build_views
 from training.evaluate import probe_encoder
 from training.loop import train
 from training.schedule import warmup_cosine
@@ -40,11 +41,14 @@ def pick_device(name: str) -> torch.device:
 
 
 def build_model(cfg: dict, train_set) -> nn.ModuleDict:
-    """Encoder and objective, initialized from ``cfg['seed']`` (same seed, same init)."""
+    """{"encoders": {"x"[, "text"]}, "objective"}, initialized from ``cfg['seed']``
+    (same seed, same init). A text encoder is built only for objectives that need text."""
     torch.manual_seed(cfg["seed"])
-    encoder = build_encoder(cfg, train_set.input_shape)
-    objective = build_objective(cfg, {"x": encoder}, len(train_set.classes))
-    return nn.ModuleDict({"encoder": encoder, "objective": objective})
+    encoders = nn.ModuleDict({"x": build_encoder(cfg, train_set.input_shape)})
+    if "text" in registry.get("objective", cfg["objective"]["name"]).capabilities:
+        encoders["text"] = build_text_encoder(cfg, train_set.captions)
+    objective = build_objective(cfg, encoders, len(train_set.classes))
+    return nn.ModuleDict({"encoders": encoders, "objective": objective})
 
 
 def run_experiment(cfg: dict, run_dir: Path, resume: bool = False) -> dict:
@@ -68,6 +72,8 @@ def run_experiment(cfg: dict, run_dir: Path, resume: bool = False) -> dict:
                                         scheduler)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(config_lib.dump(cfg))
+    if "text" in model["encoders"] and hasattr(model["encoders"]["text"], "tokenizer"):
+        model["encoders"]["text"].tokenizer.save(run_dir / "tokenizer.json")
     # purge_step hides events a crashed session logged after its last checkpoint.
     writer = SummaryWriter(str(run_dir), purge_step=start_step + 1 if start_step else None)
     if not start_step:
@@ -78,8 +84,8 @@ def run_experiment(cfg: dict, run_dir: Path, resume: bool = False) -> dict:
         writer.close()
         return {"stopped_at_step": stats["step"], "steps": cfg["train"]["steps"]}
 
-    metrics = probe_encoder(model["encoder"], datasets, cfg, device)
-    floor = probe_encoder(build_model(cfg, datasets["train"])["encoder"].to(device), datasets, cfg, device)
+    metrics = probe_encoder(model["encoders"]["x"], datasets, cfg, device)
+    floor = probe_encoder(build_model(cfg, datasets["train"])["encoders"]["x"].to(device), datasets, cfg, device)
     steps = cfg["train"]["steps"]
     for key, value in metrics.items():
         writer.add_scalar(f"eval/{key}", value, steps)

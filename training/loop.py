@@ -43,7 +43,7 @@ def validate(model, views, dataset, cfg: dict, device) -> dict:
             if i == cfg["train"]["val_batches"]:
                 break
             batch = add_views(to_device(batch, device), views, cfg["seed"] + 1, i, device)
-            out = model["objective"]({"x": model["encoder"]}, batch)
+            out = model["objective"](model["encoders"], batch)
             for key, value in out.items():
                 totals[key] = totals.get(key, 0.0) + float(value)
             n += 1
@@ -53,7 +53,7 @@ def validate(model, views, dataset, cfg: dict, device) -> dict:
 
 def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer, run_dir, device,
           start_step: int = 0) -> dict:
-    """Train ``model`` ({"encoder", "objective"}) from ``start_step`` to ``train.steps``.
+    """Train ``model`` ({"encoders": {"x"[, "text"]}, "objective"}) from ``start_step`` to ``train.steps``.
 
     Stops early, with a checkpoint, after ``train.stop_after_steps`` steps of
     this session when that is non-zero.
@@ -72,14 +72,14 @@ def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer,
     for step in range(start_step + 1, last_step + 1):
         began = time.perf_counter()
         batch = add_views(to_device(next(batches), device), views, cfg["seed"], step, device)
-        out = model["objective"]({"x": model["encoder"]}, batch)
+        out = model["objective"](model["encoders"], batch)
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         scheduler.step()
         if hasattr(model["objective"], "on_step_end"):  # e.g. MoCo's momentum update
-            model["objective"].on_step_end({"x": model["encoder"]})
+            model["objective"].on_step_end(model["encoders"])
         seconds = time.perf_counter() - began
         train_seconds, samples = train_seconds + seconds, samples + len(batch["x"])
         loss = out["loss"].item()
