@@ -133,8 +133,14 @@ def test_detect_format_refuses_other_layouts(tmp_path):
         detect_format(tmp_path / "empty")
     with pytest.raises(AudioFileError, match="no such file or folder"):
         detect_format(tmp_path / "missing")
-    (tmp_path / "manifest.csv").write_text("path\n")
-    assert detect_format(tmp_path) == "audio_manifest"
+    (tmp_path / "empty" / "cls").mkdir()
+    sf.write(tmp_path / "empty" / "cls" / "a.wav", sine(300, 8000, 0.1), 8000)
+    folder, manifest = (registry.get("dataset", n).factory for n in ("audio_folder", "audio_manifest"))
+    assert folder.accepts(tmp_path / "empty") and not manifest.accepts(tmp_path / "empty")
+    (tmp_path / "empty" / "manifest.csv").write_text("path\n")  # a manifest wins over class subfolders
+    assert detect_format(tmp_path / "empty") == "audio_manifest"
+    assert manifest.accepts(tmp_path / "empty") and not folder.accepts(tmp_path / "empty")
+    assert not folder.accepts(tmp_path / "missing") and not manifest.accepts(tmp_path / "missing")
 
 
 # views ---------------------------------------------------------------------

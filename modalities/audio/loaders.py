@@ -268,9 +268,21 @@ def detect_format(path) -> str:
                          f"holding audio files ({'/'.join(SUFFIXES)})")
 
 
+def _detects(path, name: str) -> bool:
+    try:
+        return detect_format(path) == name
+    except (AudioFileError, OSError):
+        return False
+
+
 @register("dataset", "audio_folder", modality="audio", provides=("x", "label", "text"))
 class AudioFolder(AudioFiles):
     """Audio files in class subfolders, root/<class>/*.wav|flac|ogg|aiff|aif, split by class and seed."""
+
+    @staticmethod
+    def accepts(path) -> bool:
+        """Whether ``--data path`` is this layout (data.format auto); a manifest.csv wins over subfolders."""
+        return _detects(path, "audio_folder")
 
     def __init__(self, split: str, seed: int, path: str, sample_rate: int = 16000, clip_samples: int = 16000,
                  val_fraction: float = 0.1, test_fraction: float = 0.2, skip_bad: bool = False):
@@ -282,6 +294,11 @@ class AudioFolder(AudioFiles):
 class AudioManifest(AudioFiles):
     """Audio files listed in a CSV (path, optional label, caption, speaker, split); ``path`` is the CSV
     or a folder holding manifest.csv."""
+
+    @staticmethod
+    def accepts(path) -> bool:
+        """Whether ``--data path`` is a .csv or a folder holding manifest.csv (data.format auto)."""
+        return _detects(path, "audio_manifest")
 
     def __init__(self, split: str, seed: int, path: str, sample_rate: int = 16000, clip_samples: int = 16000,
                  val_fraction: float = 0.1, test_fraction: float = 0.2, skip_bad: bool = False):

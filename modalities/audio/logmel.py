@@ -39,7 +39,9 @@ class LogMelCNN(nn.Module):
     The 3x3 convolutions see neighbouring frames and BatchNorm statistics span
     the whole batch, so a step of "sequence" is not causal and not independent
     of the other steps. CPC can still train on it, but its prediction task is
-    easier than on the causal ``cpc_wave`` encoder.
+    easier than on the causal ``cpc_wave`` encoder; and CPC needs more steps than
+    ``objective.prediction_steps`` (12): 1 s clips give only 12, so use clips of
+    2 s (``clip_samples: 32000``: 25 steps) or a smaller ``hop_length``.
 
     Raises:
         ValueError: n_mels too small for the number of blocks; a clip too short
