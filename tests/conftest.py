@@ -21,6 +21,17 @@ TINY_AUDIO = [
 ]
 
 
+# Tiny overrides per modality, for tests that build every registered pair.
+TINY = {
+    "audio": [o for o in TINY_AUDIO if o.split("=")[0].split(".")[0] in ("data", "model")],
+    "sequence": [
+        "data.sequence_builtin.length=32", "data.sequence_builtin.train_per_class=2",
+        "data.sequence_builtin.val_per_class=1", "data.sequence_builtin.test_per_class=1",
+        "model.tcn.width=8", "model.tcn.depth=2",
+    ],
+}
+
+
 def run_cli(*args, cwd=ROOT, timeout=300) -> subprocess.CompletedProcess:
     """``python run.py ARGS`` in a subprocess, as a user would type it."""
     env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}

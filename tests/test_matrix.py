@@ -1,0 +1,43 @@
+"""Every registered objective on every compatible built-in modality: a finite loss and
+a gradient on every trainable parameter, from a real batch of the built-in data."""
+import pytest
+import torch
+
+import config as config_lib
+import modalities  # noqa: F401
+import objectives  # noqa: F401
+import registry
+from conftest import TINY
+from training.build import build_datasets, build_views, missing
+from training.data import train_batches
+from training.experiment import build_model
+from training.loop import add_views
+
+PAIRS = [(m, o) for m in registry.modalities() for o in registry.names("objective")
+         if not missing(config_lib.load_config(m, o))]
+
+
+def test_every_modality_has_tiny_test_settings_and_works_with_the_core_objectives():
+    for modality in registry.modalities():
+        assert modality in TINY, f"add tiny overrides for '{modality}' to tests/conftest.py"
+        for objective in ("cpc", "supcon", "simclr", "moco", "ce", "clap", "convirt", "siglip"):
+            assert (modality, objective) in PAIRS, f"{modality}/{objective} should work"
+
+
+@pytest.mark.parametrize("modality, objective", PAIRS, ids=[f"{m}-{o}" for m, o in PAIRS])
+def test_pair_gives_finite_loss_and_gradient_on_every_trainable_parameter(modality, objective):
+    cfg = config_lib.load_config(modality, objective, overrides=[*TINY[modality], "train.batch_size=16"])
+    datasets = build_datasets(cfg)
+    model = build_model(cfg, datasets["train"])
+    views = build_views(cfg)
+    batch = next(train_batches(datasets["train"], 16, cfg["seed"]))  # 8 classes: some positives
+    batch = add_views(batch, views, cfg["seed"], 1, torch.device("cpu"))
+    out = model["objective"](model["encoders"], batch)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"])
+    for key, value in out.items():
+        assert torch.isfinite(torch.as_tensor(value)).all(), key
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            ok = p.grad is not None and bool(torch.isfinite(p.grad).all()) and float(p.grad.abs().sum()) > 0
+            assert ok, f"{name}: no finite nonzero gradient"
