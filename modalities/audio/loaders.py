@@ -110,7 +110,8 @@ def assign_splits(rows: list[Row], seed: int, val_fraction: float, test_fraction
         groups: dict[str, list[int]] = {}
         for i, r in enumerate(rows):
             groups.setdefault(r.speaker if r.speaker is not None else f"\0row{i}", []).append(i)
-        order = [sorted(groups)[j] for j in rng.permutation(len(groups))]
+        names = sorted(groups)
+        order = [names[j] for j in rng.permutation(len(names))]
         targets = {"test": round(test_fraction * len(rows)), "val": round(val_fraction * len(rows))}
         counts = dict.fromkeys(targets, 0)
         for speaker in order[:-1]:  # the last speaker always stays in train
@@ -244,12 +245,6 @@ def manifest_rows(csv_file: Path) -> list[Row]:
     return rows
 
 
-def manifest_file(path) -> Path:
-    """The CSV itself, or ``manifest.csv`` inside a folder."""
-    path = Path(path)
-    return path / "manifest.csv" if path.is_dir() else path
-
-
 def detect_format(path) -> str:
     """The registered loader for ``path``: 'audio_manifest' or 'audio_folder'.
 
@@ -269,6 +264,7 @@ def detect_format(path) -> str:
 
 
 def _detects(path, name: str) -> bool:
+    """Whether ``detect_format(path)`` is ``name`` (False where it raises)."""
     try:
         return detect_format(path) == name
     except (AudioFileError, OSError):
@@ -302,6 +298,6 @@ class AudioManifest(AudioFiles):
 
     def __init__(self, split: str, seed: int, path: str, sample_rate: int = 16000, clip_samples: int = 16000,
                  val_fraction: float = 0.1, test_fraction: float = 0.2, skip_bad: bool = False):
-        csv_file = manifest_file(path)
+        csv_file = Path(path) / "manifest.csv" if Path(path).is_dir() else Path(path)
         super().__init__(split, seed, manifest_rows(csv_file), f"audio_manifest '{csv_file}'", sample_rate,
                          clip_samples, val_fraction, test_fraction, skip_bad)
