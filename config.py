@@ -13,13 +13,13 @@ The result is a plain nested dict; nothing reads a global config later.
 """
 from __future__ import annotations
 
-from errors import UserError
 import ast
 import copy
 from pathlib import Path
 
 import yaml
 
+from errors import UserError
 from registry import closest
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -135,17 +135,18 @@ def load_config(modality: str, objective: str, experiment: str | None = None, ov
             cfg = _deep_merge(cfg, load_yaml(layer))
     if experiment:
         apply(cfg, load_yaml(Path(experiment)), f"config file '{experiment}'")
-    for text in overrides:
-        key, value = parse_override(text)
-        apply(cfg, {key: value} if "." not in key else _nest(key, value), f"override '{text}'")
+    apply_overrides(cfg, overrides)
     cfg["modality"], cfg["objective"]["name"] = modality, objective
     return cfg
 
 
-def _nest(dotted: str, value) -> dict:
-    tree: dict = {}
-    _set(tree, dotted, value)
-    return tree
+def apply_overrides(cfg: dict, overrides) -> None:
+    """Apply ``key=value`` strings to ``cfg`` in order (see ``apply`` for the checks)."""
+    for text in overrides:
+        key, value = parse_override(text)
+        tree: dict = {}
+        _set(tree, key, value)
+        apply(cfg, tree, f"override '{text}'")
 
 
 def _deep_merge(base: dict, layer: dict) -> dict:

@@ -15,11 +15,12 @@ Registration is a decorator; modules register through explicit imports in
 """
 from __future__ import annotations
 
-from errors import UserError
 import difflib
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from errors import UserError
 
 CAPABILITIES = ("x", "views", "label", "text", "embedding", "sequence", "context")
 KINDS = ("encoder", "dataset", "views", "objective")

@@ -74,9 +74,7 @@ def make_config(args) -> tuple[dict, Path, bool]:
         saved = config_lib.load_yaml(run_dir / "config.yaml")
         cfg = config_lib.load_config(saved["modality"], saved["objective"]["name"])
         config_lib.apply(cfg, saved, f"'{run_dir / 'config.yaml'}'")
-        for text in overrides:
-            key, value = config_lib.parse_override(text)
-            config_lib.apply(cfg, config_lib._nest(key, value), f"override '{text}'")
+        config_lib.apply_overrides(cfg, overrides)
         return cfg, run_dir, True
     modality = args.modality or DEFAULT_MODALITY
     objective = args.objective or DEFAULT_OBJECTIVE
@@ -100,7 +98,9 @@ def main(argv=None) -> int:
         cells = matrix()
         check_pair(cfg, [f"{m}/{o}" for (m, o), lack in cells.items() if not lack and
                          (m == cfg["modality"] or o == cfg["objective"]["name"])])
-        from training.experiment import run_experiment  # heavy imports only once the input is known good
+        from training.experiment import (
+            run_experiment,  # heavy imports only once the input is known good
+        )
 
         results = run_experiment(cfg, run_dir, resume)
     except UserError as err:

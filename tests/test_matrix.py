@@ -2,12 +2,12 @@
 a gradient on every trainable parameter, from a real batch of the built-in data."""
 import pytest
 import torch
+from conftest import TINY
 
 import config as config_lib
 import modalities  # noqa: F401
 import objectives  # noqa: F401
 import registry
-from conftest import TINY
 from training.build import build_datasets, build_views, missing
 from training.data import train_batches
 from training.experiment import build_model

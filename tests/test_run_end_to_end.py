@@ -3,9 +3,8 @@ import json
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
 from conftest import run_cli
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 
 def scalars(run_dir) -> dict:

@@ -5,13 +5,13 @@ can train on a modality; it runs before anything is built.
 """
 from __future__ import annotations
 
-from errors import UserError
 import inspect
 from pathlib import Path
 
 import torch
 
 import registry
+from errors import UserError
 
 
 class IncompatibleError(UserError, ValueError):

@@ -8,11 +8,12 @@ Loading uses ``torch.load(..., weights_only=True)``: unpickling cannot run code.
 """
 from __future__ import annotations
 
-from errors import UserError
 import os
 from pathlib import Path
 
 import torch
+
+from errors import UserError
 
 
 class CheckpointError(UserError, RuntimeError):

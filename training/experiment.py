@@ -21,7 +21,13 @@ import config as config_lib
 import registry
 from errors import UserError
 from training import checkpoint
-from training.build import build_datasets, build_encoder, build_objective, build_text_encoder, build_views
+from training.build import (
+    build_datasets,
+    build_encoder,
+    build_objective,
+    build_text_encoder,
+    build_views,
+)
 from training.evaluate import probe_encoder
 from training.loop import train
 from training.schedule import warmup_cosine
