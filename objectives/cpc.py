@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from errors import UserError
 from objectives.functional import cpc_infonce
 from objectives.inputs import encode
 from registry import register
@@ -36,6 +37,9 @@ class CPC(nn.Module):
         latents = out["sequence"]
         context = out["context"] if self.own_context is None else self.own_context(latents)[0]
         b, t, _ = latents.shape
+        if t <= self.weights.shape[0]:
+            raise UserError(f"CPC predicts {self.weights.shape[0]} steps ahead but the encoder gives sequences of "
+                            f"{t} steps; lower objective.prediction_steps or use longer inputs")
         negative_index = torch.randint(0, b * t, (b, self.n_negatives), device=latents.device)
         loss, accuracy = cpc_infonce(context, latents, self.weights, negative_index)
         logs = {f"cpc/acc_step{k + 1}": acc for k, acc in enumerate(accuracy)}

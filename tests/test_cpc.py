@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from modalities.audio.encoders import CPCWaveEncoder
+from errors import UserError
 from objectives.cpc import CPC
 from objectives.functional import cpc_infonce
 
@@ -99,3 +100,10 @@ def test_objective_owns_a_context_network_when_the_encoder_has_none():
     out = objective({"x": encoder}, {"x": torch.randn(2, 6, 3)})
     out["loss"].backward()
     assert all(p.grad is not None for p in objective.own_context.parameters())
+
+
+def test_objective_names_the_fix_when_sequences_are_too_short():
+    encoder = CPCWaveEncoder(width=4, context_dim=4)
+    objective = CPC({"x": encoder}, n_classes=8, prediction_steps=12)
+    with pytest.raises(UserError, match="lower objective.prediction_steps or use longer inputs"):
+        objective({"x": encoder}, {"x": torch.randn(2, 1, 160 * 12)})  # 12 latents, 12 steps ahead
