@@ -2,12 +2,23 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from errors import UserError
 from objectives.functional import cpc_infonce
 from objectives.inputs import encode
 from registry import register
+
+
+def steps_mask(mask: torch.Tensor | None, steps: int) -> torch.Tensor | None:
+    """An input mask (B, T_in) brought to the encoder's ``steps``: a step is valid
+    when any input sample it covers is (max-pooling; the identity when T_in == steps)."""
+    if mask is None:
+        return None
+    if mask.shape[1] == steps:
+        return mask.bool()
+    return F.adaptive_max_pool1d(mask.float().unsqueeze(1), steps).squeeze(1) > 0
 
 
 @register("objective", "cpc", needs=("sequence",))
@@ -40,7 +51,12 @@ class CPC(nn.Module):
         if t <= self.weights.shape[0]:
             raise UserError(f"CPC predicts {self.weights.shape[0]} steps ahead but the encoder gives sequences of "
                             f"{t} steps; lower objective.prediction_steps or use longer inputs")
-        negative_index = torch.randint(0, b * t, (b, self.n_negatives), device=latents.device)
-        loss, accuracy = cpc_infonce(context, latents, self.weights, negative_index)
+        valid = steps_mask(batch.get("mask"), t)
+        if valid is None:
+            negative_index = torch.randint(0, b * t, (b, self.n_negatives), device=latents.device)
+        else:  # negatives only from real (unpadded) steps
+            real = valid.flatten().nonzero().squeeze(1)
+            negative_index = real[torch.randint(0, len(real), (b, self.n_negatives), device=latents.device)]
+        loss, accuracy = cpc_infonce(context, latents, self.weights, negative_index, valid)
         logs = {f"cpc/acc_step{k + 1}": acc for k, acc in enumerate(accuracy)}
         return {"loss": loss, "cpc/acc": accuracy.mean(), **logs}

@@ -14,7 +14,7 @@ from objectives.tiled import diagonal_cross_entropy, supcon_rows, use_tiled
 
 
 def cpc_infonce(context: torch.Tensor, latents: torch.Tensor, weights: torch.Tensor,
-                negative_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                negative_index: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """CPC's InfoNCE over future steps (van den Oord et al. 2018, Eq. 4).
 
     For step k = 1..K and position t < T - k the score of a candidate z is
@@ -28,11 +28,13 @@ def cpc_infonce(context: torch.Tensor, latents: torch.Tensor, weights: torch.Ten
         context: (B, T, Dc) context vectors c_t.
         latents: (B, T, Dz) latent vectors z_t.
         weights: (K, Dz, Dc), the per-step linear predictors W_k (no bias).
-        negative_index: (B, N) long, values in [0, B*T).
+        negative_index: (B, N) long, values in [0, B*T) (draw them from valid steps).
+        valid: optional (B, T) bool, False on padding; a position (t, k) counts
+            only when both t and t + k are valid.
 
     Returns:
-        loss: scalar, cross-entropy averaged over positions and summed over k
-            (as in CPC_audio); computed in float32.
+        loss: scalar, cross-entropy averaged over (valid) positions and summed
+            over k (as in CPC_audio); computed in float32.
         accuracy: (K,), per step the fraction of positions whose positive
             outscores every negative.
 
@@ -51,8 +53,16 @@ def cpc_infonce(context: torch.Tensor, latents: torch.Tensor, weights: torch.Ten
         positive = (prediction * latents[:, k:]).sum(-1, keepdim=True)  # (B, T-k, 1)
         negative = torch.einsum("btd,bnd->btn", prediction, negatives)  # (B, T-k, N)
         logits = torch.cat([positive, negative], dim=-1)
-        total = total + (torch.logsumexp(logits, dim=-1) - logits[..., 0]).mean()
-        accuracy.append((logits.argmax(dim=-1) == 0).float().mean())
+        loss_k = torch.logsumexp(logits, dim=-1) - logits[..., 0]  # (B, T-k)
+        hit = (logits.argmax(dim=-1) == 0).float()
+        if valid is None:
+            total = total + loss_k.mean()
+            accuracy.append(hit.mean())
+        else:
+            pairs = (valid[:, : steps - k] & valid[:, k:]).float()
+            count = pairs.sum().clamp_min(1.0)
+            total = total + (loss_k * pairs).sum() / count
+            accuracy.append((hit * pairs).sum() / count)
     return total, torch.stack(accuracy).detach()
 
 

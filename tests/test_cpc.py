@@ -11,9 +11,11 @@ from objectives.cpc import CPC
 from objectives.functional import cpc_infonce
 
 
-def reference_cpc(context, latents, weights, negative_index):
-    """Loop over every (k, b, t): -log softmax of the positive among [positive, negatives]."""
+def reference_cpc(context, latents, weights, negative_index, valid=None):
+    """Loop over every (k, b, t): -log softmax of the positive among [positive, negatives];
+    with ``valid``, only positions whose t and t + k are both valid."""
     c, z, w, neg = (np.asarray(a, dtype=np.float64) for a in (context, latents, weights, negative_index))
+    valid = np.ones(z.shape[:2], bool) if valid is None else np.asarray(valid)
     B, T, D = z.shape
     flat = z.reshape(B * T, D)
     loss, acc = 0.0, []
@@ -21,6 +23,8 @@ def reference_cpc(context, latents, weights, negative_index):
         terms, hits = [], []
         for b in range(B):
             for t in range(T - k):
+                if not (valid[b, t] and valid[b, t + k]):
+                    continue
                 pred = w[k - 1] @ c[b, t]
                 scores = [pred @ z[b, t + k]] + [pred @ flat[int(j)] for j in neg[b]]
                 m = max(scores)
@@ -41,6 +45,24 @@ def test_matches_float64_loop_reference(B, T, Dz, Dc, K, N):
     ref_loss, ref_acc = reference_cpc(context, latents, weights, negative_index)
     assert loss.item() == pytest.approx(ref_loss, rel=1e-5)
     np.testing.assert_allclose(acc.numpy(), ref_acc, atol=1e-6)
+
+
+def test_padding_mask_leaves_padded_positions_out():
+    B, T, D, K, N = 3, 8, 4, 3, 5
+    g = torch.Generator().manual_seed(5)
+    context, latents = torch.randn(B, T, D, generator=g), torch.randn(B, T, D, generator=g)
+    weights = torch.randn(K, D, D, generator=g)
+    valid = torch.ones(B, T, dtype=torch.bool)
+    valid[0, 5:], valid[2, 6:] = False, False  # two series shorter than the batch
+    negative_index = valid.flatten().nonzero().squeeze(1)[torch.randint(0, int(valid.sum()), (B, N), generator=g)]
+    loss, acc = cpc_infonce(context, latents, weights, negative_index, valid)
+    ref_loss, ref_acc = reference_cpc(context, latents, weights, negative_index, valid)
+    assert loss.item() == pytest.approx(ref_loss, rel=1e-5)
+    np.testing.assert_allclose(acc.numpy(), ref_acc, atol=1e-6)
+    # Garbage in the padding changes nothing.
+    latents2, context2 = latents.clone(), context.clone()
+    latents2[~valid], context2[~valid] = 1e3, -1e3
+    assert cpc_infonce(context2, latents2, weights, negative_index, valid)[0].item() == pytest.approx(loss.item(), rel=1e-5)
 
 
 def test_uninformative_scores_give_k_log_n_plus_one():
