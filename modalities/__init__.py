@@ -2,3 +2,4 @@
 from modalities import audio  # noqa: F401
 from modalities import sequence  # noqa: F401
 from modalities import text  # noqa: F401
+from modalities import medical  # noqa: F401
