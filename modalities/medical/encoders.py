@@ -72,7 +72,8 @@ def _resnet(block: str, layers, in_channels: int, spatial_dims: int, width: int,
     net = MonaiResNet(block, list(layers), [width, 2 * width, 4 * width, 8 * width], spatial_dims=spatial_dims,
                       n_input_channels=in_channels, conv1_t_size=stem_kernel, conv1_t_stride=stem_stride,
                       no_max_pool=not max_pool, feed_forward=False, norm=norm_layer(norm))
-    names = ["conv1", "bn1", "act"] + ([] if net.no_max_pool else ["maxpool"]) + ["layer1", "layer2", "layer3", "layer4"]
+    names = ["conv1", "bn1", "act", "maxpool", "layer1", "layer2", "layer3", "layer4"]
+    names = [n for n in names if n != "maxpool" or max_pool]
     return nn.Sequential(OrderedDict((name, getattr(net, name)) for name in names))
 
 

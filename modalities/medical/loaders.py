@@ -147,24 +147,25 @@ def pipeline(image_size, channels: int, spatial_dims: int) -> Compose:
             return img.expand(channels, *img.shape[1:])
         raise _BadImage(f"has {have} channels; cannot convert to {channels}")
 
+    size = [image_size] * spatial_dims if isinstance(image_size, int) else list(image_size)
     with _no_gpu_decoder_notice():
         readers = [NibabelReader(), PydicomReader(swap_ij=False), PILReader(reverse_indexing=False)]
         load = LoadImaged(keys="image", reader=readers, image_only=True, ensure_channel_first=True)
     return Compose([
         load,
         Lambdad(keys="image", func=shape),
-        Resized(keys="image", spatial_size=image_size),
+        Resized(keys="image", spatial_size=size),
         ScaleIntensityd(keys="image", minv=0.0, maxv=1.0),
         EnsureTyped(keys="image", dtype=torch.float32, track_meta=False),
     ])
 
 
 def _reason(err: BaseException) -> str:
-    """The innermost cause's message (MONAI wraps transform errors), first line."""
+    """Why a file failed, from the innermost cause (MONAI wraps transform errors), first line."""
     while err.__cause__ is not None:
         err = err.__cause__
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+    text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return text if isinstance(err, _BadImage) else f"cannot be read as an image ({text})"
 
 
 @register("dataset", "medical_manifest", modality="medical", provides=("x", "label", "text"))
@@ -233,7 +234,7 @@ class ManifestImages(Dataset):
         try:
             return transform({"image": str(file), "report": row["report"], "label": row["label"]})["image"]
         except Exception as err:  # MONAI raises RuntimeError/ValueError/OSError for unreadable files
-            raise MedicalFileError(f"{where}: cannot be read as an image ({_reason(err)})") from err
+            raise MedicalFileError(f"{where}: {_reason(err)}") from err
 
     def __len__(self) -> int:
         return len(self.labels)

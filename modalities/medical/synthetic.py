@@ -155,10 +155,11 @@ def render(rng, label: int, size: int = 64, depth: int = 1):
     for _ in range(3):  # smooth nuisance field
         k = rng.normal(0, 2.0, 3)
         img = img + rng.uniform(0, 0.03) * np.cos(k[0] * x + k[1] * y + k[2] * z + rng.uniform(0, 2 * np.pi))
-    add, attrs = _finding(rng, label, lungs, grid, soft, z_span=0.6 * abs(z).max())
-    img = np.clip(img + add, 0.0, 1.0)
     gamma, noise = rng.uniform(0.7, 1.4), rng.uniform(0.01, 0.05)
-    img = img ** gamma + rng.normal(0, noise, img.shape)
+    noise_field = rng.normal(0, noise, img.shape)
+    # the finding is drawn last, so the same rng state gives the same anatomy with or without it
+    add, attrs = _finding(rng, label, lungs, grid, soft, z_span=0.6 * abs(z).max())
+    img = np.clip(img + add, 0.0, 1.0) ** gamma + noise_field
     img = (img - img.min()) / max(img.max() - img.min(), 1e-6)  # ScaleIntensity to [0, 1]
     if depth > 1:
         attrs = attrs[:6] + (attrs[6] / (2 * abs(z).max()) + 0.5,) + attrs[7:]

@@ -1,0 +1,306 @@
+"""Medical modality: built-in findings and reports, MONAI encoders (2D/3D), batched views, manifest loader."""
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+import torch
+import yaml
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+import registry
+import modalities.medical  # noqa: F401  (registers)
+from modalities.medical import datasets, synthetic
+from modalities.medical.loaders import MedicalFileError, detect_format
+from modalities.medical.views import MedicalViews
+
+ROOT = Path(__file__).resolve().parents[1]
+ENCODERS = registry.names("encoder", "medical")
+TINY = {"resnet18": {"width": 4}, "resnet34": {"width": 4}, "resnet50": {"width": 2},
+        "densenet121": {"init_features": 8, "growth_rate": 4}}
+PROBS = ("crop_p", "affine_p", "flip_p", "intensity_p", "noise_p")
+
+
+def builtin(split="train", seed=0, per_class=2, **kwargs):
+    return registry.build("dataset", "medical_builtin", split=split, seed=seed, image_size=32,
+                          train_per_class=per_class, val_per_class=per_class, test_per_class=per_class, **kwargs)
+
+
+def only(key, **kwargs):
+    """Views with every augmentation off except ``key`` (probability 1)."""
+    return MedicalViews(**{**{k: 0.0 for k in PROBS}, key: 1.0, **kwargs})
+
+
+# built-in data -------------------------------------------------------------
+
+def test_registered_names():
+    assert set(ENCODERS) == {"resnet18", "resnet34", "resnet50", "densenet121"}
+    assert set(registry.names("dataset", "medical")) == {"medical_builtin", "medical_manifest"}
+    assert registry.names("views", "medical") == ["medical_views"]
+
+
+def test_builtin_is_deterministic_and_seeded():
+    a, b, c = builtin(seed=3), builtin(seed=3), builtin(seed=4)
+    assert torch.equal(a.x, b.x) and a.captions == b.captions and torch.equal(a.labels, b.labels)
+    assert not torch.equal(a.x, c.x)
+
+
+def test_builtin_items_balance_and_disjoint_splits():
+    splits = {s: builtin(s, per_class=3) for s in ("train", "val", "test")}
+    for ds in splits.values():
+        assert torch.equal(torch.bincount(ds.labels, minlength=8), torch.full((8,), 3))
+        item = ds[0]
+        assert item["x"].shape == (1, 32, 32) == ds.input_shape and item["x"].dtype == torch.float32
+        assert item["label"].dtype == torch.int64 and item["label"].dim() == 0 and isinstance(item["text"], str)
+        assert 0 <= ds.x.min() and ds.x.max() <= 1 and len(ds.captions) == len(ds) == 24
+        assert all(len(v) == len(ds) for v in ds.attributes.values())
+        assert ds.classes == list(synthetic.CLASSES)
+    flat = {s: ds.x.flatten(1) for s, ds in splits.items()}
+    assert torch.cdist(flat["train"], flat["test"]).min() > 0 and torch.cdist(flat["train"], flat["val"]).min() > 0
+
+
+def sentences(text):
+    return re.split(r"(?<=\.)\s+", text)
+
+
+def test_reports_follow_the_generating_findings():
+    ds = builtin(per_class=8)
+    normal_only = set(datasets.NEGATIONS) | set(datasets.NEUTRAL) | {"The lungs are clear."}
+    normal_only |= set(datasets.PREAMBLES[2])
+    for i, text in enumerate(ds.captions):
+        kind = ds.classes[int(ds.labels[i])]
+        attrs = {k: v[i] for k, v in ds.attributes.items()}
+        said = sentences(text)
+        negations = [s for s in said if s in datasets.NEGATIONS]
+        assert all(kind not in datasets.NEGATIONS[s] for s in negations), text
+        if kind == "no finding":
+            assert negations and set(said) <= normal_only, text
+            assert np.isnan(attrs["side"]) and attrs["count"] == 0
+            continue
+        finding = " ".join(s for s in said if s not in normal_only).lower()
+        side, other = datasets.SIDES[int(attrs["side"])], datasets.SIDES[1 - int(attrs["side"])]
+        assert re.search(rf"\b{side}\b", finding) and not re.search(rf"\b{other}\b", text), text
+        assert (attrs["x"] < 0.5) == (side == "right")  # the patient's right is the image's left
+        if kind not in ("multiple nodules", "effusion"):
+            assert datasets.ZONES[int(attrs["zone"])] in finding and datasets.ZONES[1 - int(attrs["zone"])] not in text
+        if "mm" in finding:
+            assert f"{int(round(attrs['size_mm']))} mm" in finding, text
+        keyword = {"linear opacity": "linear|streaky", "ring lesion": "ring|cavit", "calcification": "calcif",
+                   "multiple nodules": "nodules"}.get(kind, kind)
+        assert re.search(keyword, finding), text
+    assert len(set(ds.captions)) > 0.9 * len(ds)
+
+
+@pytest.mark.parametrize("kind", ["nodule", "mass", "ring lesion"])
+def test_finding_is_drawn_where_its_attributes_say(kind):
+    label = synthetic.CLASSES.index(kind)
+    for seed in range(4):
+        with_finding, attrs = synthetic.render(np.random.default_rng(seed), label, 64)
+        without, _ = synthetic.render(np.random.default_rng(seed), 0, 64)
+        diff = np.abs(with_finding - without)[0]
+        row, col = np.unravel_index(diff.argmax(), diff.shape)
+        centre = np.array([attrs[5] * 64 - 0.5, attrs[4] * 64 - 0.5])
+        radius_px = attrs[1] / synthetic.FOV_MM * 64 / 2
+        assert np.hypot(*(np.array([row, col]) - centre)) <= radius_px * 1.2 + 1.5
+
+
+def test_3d_option_shapes():
+    ds = builtin(spatial_dims=3, depth=8, per_class=1)
+    assert ds.x.shape == (8, 1, 8, 32, 32) and ds.input_shape == (1, 8, 32, 32)
+    z = ds.attributes["z"][ds.labels.numpy() > 0]
+    assert np.all((z > 0) & (z < 1))
+
+
+# encoders ------------------------------------------------------------------
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("name", ENCODERS)
+def test_encoder_shapes_finite_and_every_parameter_learns(name, spatial_dims):
+    torch.manual_seed(0)
+    channels = 3 if spatial_dims == 2 else 1
+    encoder = registry.build("encoder", name, in_channels=channels, spatial_dims=spatial_dims, **TINY[name])
+    x = torch.randn(2, channels, *([32, 32] if spatial_dims == 2 else [16, 16, 16]))
+    out = encoder(x)
+    rows = 2 if spatial_dims == 2 else 1  # 32 / 16 rows in 2D; 16^3 -> 1 x 1 x 1 in 3D
+    assert out["embedding"].shape == (2, encoder.dims["embedding"])
+    assert out["sequence"].shape == (2, rows, encoder.dims["sequence"])
+    assert torch.isfinite(out["embedding"]).all() and torch.isfinite(out["sequence"]).all()
+    torch.testing.assert_close(out["sequence"].mean(1), out["embedding"])  # rows average to the global pool
+    (out["embedding"].pow(2).sum() + out["sequence"].sum()).backward()
+    dead = [n for n, p in encoder.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not dead
+
+
+def test_default_encoder_dims_and_shape_errors():
+    dims = {name: registry.build("encoder", name).dims["embedding"] for name in ENCODERS}
+    assert dims == {"resnet18": 128, "resnet34": 128, "resnet50": 512, "densenet121": 256}
+    encoder = registry.build("encoder", "resnet18", width=4)
+    assert encoder(torch.randn(2, 1, 64, 64))["sequence"].shape == (2, 4, 32)  # 4 rows at 64 pixels
+    with pytest.raises(ValueError, match="C = 1"):
+        encoder(torch.randn(2, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        encoder(torch.randn(2, 1, 8, 32, 32))
+
+
+# views ---------------------------------------------------------------------
+
+def test_views_shape_reproducible_and_varied():
+    x = builtin(per_class=1).x[:4]
+    views = MedicalViews(n_views=3)
+    a = views(x, torch.Generator().manual_seed(1))
+    b = views(x, torch.Generator().manual_seed(1))
+    c = views(x, torch.Generator().manual_seed(2))
+    assert a.shape == (4, 3, 1, 32, 32) and torch.equal(a, b) and not torch.equal(a, c)
+    assert not torch.allclose(a[:, 0], a[:, 1])
+    same = x[:1].expand(4, -1, -1, -1)  # one image four times: every copy gets its own parameters
+    out = views(same, torch.Generator().manual_seed(0))[:, 0]
+    assert all(not torch.allclose(out[0], out[i]) for i in range(1, 4))
+
+
+def test_views_3d_shape():
+    x = torch.rand(2, 1, 8, 12, 16)
+    assert MedicalViews()(x, torch.Generator().manual_seed(0)).shape == (2, 2, 1, 8, 12, 16)
+
+
+def test_views_with_every_augmentation_off_or_at_zero_strength_are_identity():
+    x = torch.rand(3, 2, 16, 20)
+    off = MedicalViews(**{k: 0.0 for k in PROBS})(x, torch.Generator().manual_seed(0))
+    assert torch.equal(off, x.unsqueeze(1).expand_as(off))
+    weak = MedicalViews(crop_p=1, crop_min_area=1, crop_max_aspect=1, affine_p=1, rotate_deg=0, scale=0,
+                        translate=0, flip_p=0, intensity_p=1, intensity_scale=0, intensity_shift=0,
+                        noise_p=1, noise_std=0)
+    torch.testing.assert_close(weak(x, torch.Generator().manual_seed(0)), x.unsqueeze(1).expand_as(off))
+
+
+@pytest.mark.parametrize("key", PROBS)
+def test_each_augmentation_changes_the_image(key):
+    x = builtin(per_class=1).x[:2]
+    out = only(key)(x, torch.Generator().manual_seed(0))
+    assert not torch.allclose(out, x.unsqueeze(1).expand_as(out), atol=1e-3)
+
+
+def test_flip_mirrors_left_right_exactly():
+    x = torch.rand(2, 1, 6, 10)
+    out = only("flip_p")(x, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, x.flip(-1).unsqueeze(1).expand_as(out))
+
+
+# manifest loader -------------------------------------------------------------
+
+def write_dicom(file: Path, pixels: np.ndarray):
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.PhotometricInterpretation, ds.SamplesPerPixel = "OT", "MONOCHROME2", 1
+    ds.Rows, ds.Columns = pixels.shape
+    ds.ImageOrientationPatient, ds.ImagePositionPatient, ds.PixelSpacing = [1, 0, 0, 0, 1, 0], [0, 0, 0], [1, 1]
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    pydicom.dcmwrite(file, ds, enforce_file_format=True)
+
+
+def ramp(rows, cols):
+    """Dark on the left, bright on the right: shows whether a reader transposed the image."""
+    return np.tile(np.linspace(0, 250, cols), (rows, 1)).astype(np.uint8)
+
+
+def write_images(folder: Path, rows: list[str]):
+    Image.fromarray(ramp(20, 12)).save(folder / "gray.png")
+    Image.fromarray(np.stack([ramp(30, 40), ramp(30, 40) // 2, ramp(30, 40) // 4], -1)).save(folder / "rgb.png")
+    write_dicom(folder / "scan.dcm", ramp(16, 24).astype(np.uint16) * 10)
+    nib.save(nib.Nifti1Image(ramp(14, 18).astype(np.float32), np.eye(4)), folder / "slice.nii.gz")
+    (folder / "manifest.csv").write_text("\n".join(["path,report,label,split"] + rows) + "\n")
+
+
+GOOD = ["gray.png,Normal chest.,normal,train", "rgb.png,Nodule in the right upper zone.,nodule,train",
+        "scan.dcm,Left effusion.,effusion,test", "slice.nii.gz,No focal opacity.,normal,val"]
+
+
+def test_manifest_loads_png_dicom_nifti_with_split_column(tmp_path):
+    write_images(tmp_path, GOOD)
+    assert detect_format(tmp_path) == detect_format(tmp_path / "manifest.csv") == "medical_manifest"
+    load = {s: registry.build("dataset", "medical_manifest", split=s, seed=0, path=str(tmp_path), image_size=16)
+            for s in ("train", "val", "test")}
+    assert [len(load[s]) for s in ("train", "val", "test")] == [2, 1, 1]
+    train = load["train"]
+    assert train.classes == ["effusion", "nodule", "normal"] and train.labels.tolist() == [2, 1]
+    assert train.captions[1] == "Nodule in the right upper zone." and train.rows == [1, 2]
+    for ds in load.values():
+        x = ds.x
+        assert x.shape[1:] == (1, 16, 16) == ds.input_shape and x.dtype == torch.float32
+        assert x.min() == 0 and x.max() == 1
+        assert (x[..., :4].mean() < x[..., -4:].mean()).all()  # left-right kept, not transposed
+        assert ds[0]["text"] in {row.split(",")[1] for row in GOOD}
+    rgb = registry.build("dataset", "medical_manifest", split="train", seed=0, path=str(tmp_path / "manifest.csv"),
+                         image_size=[8, 10], channels=3)
+    assert rgb.x.shape == (2, 3, 8, 10) and torch.equal(rgb.x[0, 0], rgb.x[0, 2])  # gray repeated to RGB
+
+
+def test_manifest_stratified_split_and_numeric_labels(tmp_path):
+    Image.fromarray(ramp(8, 8)).save(tmp_path / "a.png")
+    rows = [f"a.png,report {i},{[10, 2][i % 2]}" for i in range(20)]
+    (tmp_path / "manifest.csv").write_text("\n".join(["path,report,label"] + rows) + "\n")
+
+    def load(split, seed):
+        return registry.build("dataset", "medical_manifest", split=split, seed=seed, path=str(tmp_path),
+                              image_size=8, val_fraction=0.2, test_fraction=0.3)
+    parts = {s: load(s, 0) for s in ("train", "val", "test")}
+    assert [len(parts[s]) for s in ("train", "val", "test")] == [10, 4, 6]
+    assert sorted(sum((parts[s].rows for s in parts), [])) == list(range(1, 21))
+    assert parts["train"].classes == ["2", "10"] and torch.bincount(parts["test"].labels).tolist() == [3, 3]
+    assert load("test", 0).rows == parts["test"].rows and load("test", 1).rows != parts["test"].rows
+
+
+def test_manifest_3d_nifti_volume(tmp_path):
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((6, 12, 20)).astype(np.float32), np.eye(4)),
+             tmp_path / "vol.nii")
+    Image.fromarray(ramp(8, 8)).save(tmp_path / "flat.png")
+    (tmp_path / "m.csv").write_text("path,report,label,split\nvol.nii,CT chest.,a,train\nflat.png,x,a,test\n")
+    ds = registry.build("dataset", "medical_manifest", split="train", seed=0, path=str(tmp_path / "m.csv"),
+                        image_size=8, spatial_dims=3)
+    assert ds.x.shape == (1, 1, 8, 8, 8) and ds.input_shape == (1, 8, 8, 8)
+    with pytest.raises(MedicalFileError, match=r"flat\.png.*row 2.*2 spatial dimensions"):
+        registry.build("dataset", "medical_manifest", split="test", seed=0, path=str(tmp_path / "m.csv"),
+                       image_size=8, spatial_dims=3)
+
+
+def test_manifest_corrupt_and_missing_files_name_file_and_row(tmp_path):
+    write_images(tmp_path, GOOD[:2] + ["broken.png,Bad.,normal,train", "gone.dcm,Gone.,normal,train"])
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    with pytest.raises(MedicalFileError, match=r"broken\.png' \(manifest row 3\): cannot be read"):
+        registry.build("dataset", "medical_manifest", split="train", seed=0, path=str(tmp_path))
+    ds = registry.build("dataset", "medical_manifest", split="train", seed=0, path=str(tmp_path), skip_bad=True)
+    assert len(ds) == 2 and [row for row, _, _ in ds.skipped] == [3, 4]
+    assert "no such file" in ds.skipped[1][2]
+    (tmp_path / "bad.csv").write_text("file,report\na.png,x\n")
+    with pytest.raises(MedicalFileError, match="missing column"):
+        registry.build("dataset", "medical_manifest", split="train", seed=0, path=str(tmp_path / "bad.csv"))
+    with pytest.raises(MedicalFileError, match="manifest.csv"):
+        detect_format(tmp_path / "nowhere")
+
+
+# config --------------------------------------------------------------------
+
+def test_yaml_defaults_equal_constructor_defaults():
+    cfg = yaml.safe_load((ROOT / "configs" / "modalities" / "medical.yaml").read_text())
+    assert cfg["data"]["name"] == "medical_builtin" and cfg["model"]["encoder"] == "resnet18"
+    assert cfg["views"]["name"] == "medical_views"
+    for kind, section in [("dataset", cfg["data"]), ("encoder", cfg["model"]), ("views", cfg["views"])]:
+        for name, options in section.items():
+            if name in ("name", "encoder"):
+                continue
+            params = inspect.signature(registry.get(kind, name).factory).parameters
+            for key, value in options.items():
+                assert params[key].default == value, f"{kind} {name}.{key}"
+            expected = {k for k, p in params.items() if p.default is not inspect.Parameter.empty} - {"in_channels"}
+            assert set(options) == expected, f"{kind} {name}"
