@@ -90,7 +90,7 @@ class BuiltinMedical(Dataset):
     Args:
         split: "train", "val" or "test".
         seed: the data seed; same seed, same images and reports.
-        image_size: H = W in pixels (5 mm pixels at 64).
+        image_size: H = W in pixels (4 mm pixels at 64).
         spatial_dims: 2 for (1, H, W) images, 3 for (1, depth, H, W) volumes.
         depth: slices of a 3D volume (isotropic voxels; ignored in 2D).
         train_per_class, val_per_class, test_per_class: images per class in each split.

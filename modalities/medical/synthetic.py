@@ -14,7 +14,7 @@ drawn into one lung at a random side, zone, size and contrast:
 
 Sides follow the radiological convention: the patient's right lung is on the
 image's left (x < 0.5). The field of view is ``FOV_MM`` across, so a
-64-pixel image has 5 mm pixels. Reports are written from the drawn findings
+64-pixel image has 4 mm pixels. Reports are written from the drawn findings
 by ``datasets.write_report``. Everything is a function of (seed, split).
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 CLASSES = ("no finding", "nodule", "multiple nodules", "mass", "linear opacity", "ring lesion", "effusion",
            "calcification")
 SPLITS = {"train": 0, "val": 1, "test": 2}
-FOV_MM = 320.0
+FOV_MM = 256.0
 # Per item; NaN where the finding has none (no finding). side: 0 = patient's right, 1 = left;
 # zone: 0 = upper, 1 = lower; x, y (, z): finding centre as fractions of width, height (depth);
 # intensity: added brightness before gamma and scaling. The last four are nuisances.
@@ -83,23 +83,23 @@ def _finding(rng, label: int, lungs, grid, soft: float, z_span: float):
         return np.sqrt((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2)
 
     if name in ("nodule", "mass", "ring lesion"):
-        size = rng.uniform(*{"nodule": (12, 24), "mass": (36, 60), "ring lesion": (24, 42)}[name])
+        size = rng.uniform(*{"nodule": (14, 26), "mass": (40, 64), "ring lesion": (26, 44)}[name])
         c = lung.point(rng, zone, 0.3 * size * mm, z_span)
-        intensity = rng.uniform(0.12, 0.3)
+        intensity = rng.uniform(0.18, 0.35)
         r = size * mm / 2
         if name == "mass":  # lobulated outline
             r = r * (1 + 0.12 * np.cos(3 * np.arctan2(y - c[1], x - c[0]) + rng.uniform(0, 2 * np.pi)))
         shape = _inside(dist(c), r, soft)
         if name == "ring lesion":
-            shape = shape - _inside(dist(c), r * rng.uniform(0.45, 0.6), soft)
+            shape = shape - _inside(dist(c), r * rng.uniform(0.4, 0.55), soft)
         add += intensity * shape
         count, centres = 1, [c]
     elif name in ("multiple nodules", "calcification"):
         multiple = name == "multiple nodules"
         count = int(rng.integers(3, 8)) if multiple else int(rng.integers(1, 4))
-        intensity = rng.uniform(0.12, 0.25) if multiple else rng.uniform(0.5, 0.8)
+        intensity = rng.uniform(0.18, 0.3) if multiple else rng.uniform(0.5, 0.8)
         anchor = lung.point(rng, zone, 0.05, z_span)
-        sizes = rng.uniform(6, 11, count) if multiple else rng.uniform(4, 7, count)
+        sizes = rng.uniform(8, 12, count) if multiple else rng.uniform(5, 8, count)
         centres = []
         for s in sizes:
             if multiple:  # anywhere in the lung, either zone
@@ -112,14 +112,14 @@ def _finding(rng, label: int, lungs, grid, soft: float, z_span: float):
         if multiple:
             zone = int(np.mean([c[1] for c in centres]) > lung.cy)
     elif name == "linear opacity":
-        size = rng.uniform(35, 70)
+        size = rng.uniform(40, 80)
         c = lung.point(rng, zone, 0.1, z_span)
         angle = rng.uniform(-0.6, 0.6)
         direction = np.array([np.cos(angle), np.sin(angle)])
         along = np.clip((x - c[0]) * direction[0] + (y - c[1]) * direction[1], -size * mm / 2, size * mm / 2)
         d = np.sqrt((x - c[0] - along * direction[0]) ** 2 + (y - c[1] - along * direction[1]) ** 2 + (z - c[2]) ** 2)
-        intensity = rng.uniform(0.15, 0.3)
-        add += intensity * _inside(d, rng.uniform(2.0, 3.5) * mm, soft) * lung.mask(z, y, x, soft)
+        intensity = rng.uniform(0.2, 0.35)
+        add += intensity * _inside(d, rng.uniform(2.5, 4.0) * mm, soft) * lung.mask(z, y, x, soft)
         count, centres = 1, [c]
     else:  # effusion: fluid up to a meniscus that climbs toward the lateral wall
         size = rng.uniform(25, 70)
@@ -151,11 +151,11 @@ def render(rng, label: int, size: int = 64, depth: int = 1):
     img = img - lung_contrast * lung_field * (1 - 0.8 * heart)
     bent = y - rng.uniform(0.2, 0.45) * x ** 2  # ribs curve down laterally
     ribs = 0.5 * (1 + np.cos(2 * np.pi * (rng.uniform(4, 6) * bent + rng.uniform(0, 1))))
-    img = img + rng.uniform(0.02, 0.07) * ribs * lung_field
+    img = img + rng.uniform(0.02, 0.06) * ribs * lung_field
     for _ in range(3):  # smooth nuisance field
         k = rng.normal(0, 2.0, 3)
         img = img + rng.uniform(0, 0.03) * np.cos(k[0] * x + k[1] * y + k[2] * z + rng.uniform(0, 2 * np.pi))
-    gamma, noise = rng.uniform(0.7, 1.4), rng.uniform(0.01, 0.05)
+    gamma, noise = rng.uniform(0.7, 1.4), rng.uniform(0.01, 0.04)
     noise_field = rng.normal(0, noise, img.shape)
     # the finding is drawn last, so the same rng state gives the same anatomy with or without it
     add, attrs = _finding(rng, label, lungs, grid, soft, z_span=0.6 * abs(z).max())
