@@ -89,7 +89,7 @@ def read_manifest(csv_file: Path) -> list[dict]:
         raise MedicalFileError(f"'{csv_file}': missing column(s) {', '.join(missing)}; columns are {fields}")
     rows = []
     for i, values in enumerate(raw, start=1):
-        row = {k: v.strip() for k, v in zip(fields, values)}
+        row = {k: values[j].strip() if j < len(values) else "" for j, k in enumerate(fields)}
         for column in ("path", "label") + (("split",) if "split" in fields else ()):
             if not row.get(column):
                 raise MedicalFileError(f"'{csv_file}', row {i}: empty '{column}'")
@@ -130,7 +130,7 @@ def _no_gpu_decoder_notice():
 
 def pipeline(image_size, channels: int, spatial_dims: int) -> Compose:
     """The MONAI dictionary pipeline: {'image': file, ...} -> {'image': (channels, *size) float32 in [0, 1], ...}."""
-    def shape(img):
+    def to_spatial_dims_and_channels(img):
         # trailing singleton axes beyond spatial_dims (a NIfTI slice stored (H, W, 1)) are dropped
         while img.dim() - 1 > spatial_dims and img.shape[-1] == 1:
             img = img[..., 0]
@@ -153,7 +153,7 @@ def pipeline(image_size, channels: int, spatial_dims: int) -> Compose:
         load = LoadImaged(keys="image", reader=readers, image_only=True, ensure_channel_first=True)
     return Compose([
         load,
-        Lambdad(keys="image", func=shape),
+        Lambdad(keys="image", func=to_spatial_dims_and_channels),
         Resized(keys="image", spatial_size=size),
         ScaleIntensityd(keys="image", minv=0.0, maxv=1.0),
         EnsureTyped(keys="image", dtype=torch.float32, track_meta=False),
