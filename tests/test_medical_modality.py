@@ -66,10 +66,6 @@ def test_builtin_items_balance_and_disjoint_splits():
     assert torch.cdist(flat["train"], flat["test"]).min() > 0 and torch.cdist(flat["train"], flat["val"]).min() > 0
 
 
-def sentences(text):
-    return re.split(r"(?<=\.)\s+", text)
-
-
 def test_reports_follow_the_generating_findings():
     ds = builtin(per_class=8)
     normal_only = set(datasets.NEGATIONS) | set(datasets.NEUTRAL) | {"The lungs are clear."}
@@ -77,7 +73,7 @@ def test_reports_follow_the_generating_findings():
     for i, text in enumerate(ds.captions):
         kind = ds.classes[int(ds.labels[i])]
         attrs = {k: v[i] for k, v in ds.attributes.items()}
-        said = sentences(text)
+        said = re.split(r"(?<=\.)\s+", text)
         negations = [s for s in said if s in datasets.NEGATIONS]
         assert all(kind not in datasets.NEGATIONS[s] for s in negations), text
         if kind == "no finding":
@@ -165,11 +161,8 @@ def test_views_shape_reproducible_and_varied():
     same = x[:1].expand(4, -1, -1, -1)  # one image four times: every copy gets its own parameters
     out = views(same, torch.Generator().manual_seed(0))[:, 0]
     assert all(not torch.allclose(out[0], out[i]) for i in range(1, 4))
-
-
-def test_views_3d_shape():
-    x = torch.rand(2, 1, 8, 12, 16)
-    assert MedicalViews()(x, torch.Generator().manual_seed(0)).shape == (2, 2, 1, 8, 12, 16)
+    volumes = torch.rand(2, 1, 8, 12, 16)
+    assert views(volumes, torch.Generator().manual_seed(0)).shape == (2, 3, 1, 8, 12, 16)
 
 
 def test_views_with_every_augmentation_off_or_at_zero_strength_are_identity():
