@@ -29,6 +29,10 @@ TINY = {
         "data.sequence_builtin.val_per_class=1", "data.sequence_builtin.test_per_class=1",
         "model.tcn.width=8", "model.tcn.depth=2",
     ],
+    "medical": [
+        "data.medical_builtin.train_per_class=2", "data.medical_builtin.val_per_class=1",
+        "data.medical_builtin.test_per_class=1", "model.resnet18.width=4",
+    ],
 }
 
 

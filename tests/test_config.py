@@ -56,3 +56,10 @@ def test_malformed_override_and_bad_yaml(tmp_path):
     bad.write_text("train: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config("audio", "cpc", str(bad))
+
+
+def test_modality_objective_defaults_sit_between_objective_file_and_overrides():
+    assert load_config("audio", "cpc")["objective"]["prediction_steps"] == 12       # objective file
+    assert load_config("medical", "cpc")["objective"]["prediction_steps"] == 3      # medical.yaml's objective_defaults
+    assert load_config("medical", "cpc", overrides=["objective.prediction_steps=2"])["objective"]["prediction_steps"] == 2
+    assert "objective_defaults" not in load_config("medical", "supcon")             # consumed, not a config key

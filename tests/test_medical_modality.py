@@ -293,10 +293,10 @@ def test_yaml_defaults_equal_constructor_defaults():
     assert cfg["views"]["name"] == "medical_views"
     for kind, section in [("dataset", cfg["data"]), ("encoder", cfg["model"]), ("views", cfg["views"])]:
         for name, options in section.items():
-            if name in ("name", "encoder"):
+            if name in ("name", "encoder", "objective_defaults"):
                 continue
             params = inspect.signature(registry.get(kind, name).factory).parameters
             for key, value in options.items():
                 assert params[key].default == value, f"{kind} {name}.{key}"
-            expected = {k for k, p in params.items() if p.default is not inspect.Parameter.empty} - {"in_channels"}
+            expected = {k for k, p in params.items() if p.default is not inspect.Parameter.empty} - ({"in_channels", "spatial_dims"} if kind == "encoder" else {"in_channels"})
             assert set(options) == expected, f"{kind} {name}"

@@ -91,11 +91,15 @@ def build_datasets(cfg: dict) -> dict:
 
 
 def build_encoder(cfg: dict, input_shape) -> torch.nn.Module:
-    """The configured encoder; ``in_channels`` comes from the data when the encoder takes it."""
+    """The configured encoder; ``in_channels`` (C) and ``spatial_dims`` (1 for (C, T),
+    2 for (C, H, W), 3 for (C, D, H, W)) come from the data when the encoder takes them."""
     name = cfg["model"]["encoder"]
     kwargs = section(cfg["model"], name)
-    if "in_channels" in inspect.signature(registry.get("encoder", name).factory).parameters:
+    params = inspect.signature(registry.get("encoder", name).factory).parameters
+    if "in_channels" in params:
         kwargs.setdefault("in_channels", input_shape[0])
+    if "spatial_dims" in params:
+        kwargs.setdefault("spatial_dims", len(input_shape) - 1)
     return registry.build("encoder", name, **kwargs)
 
 

@@ -186,6 +186,12 @@ class ManifestImages(Dataset):
         MedicalFileError: the manifest, or a file of this split, is missing or unreadable.
     """
 
+    @staticmethod
+    def accepts(path) -> bool:
+        """Whether ``--data path`` is a manifest (used when data.format is auto)."""
+        path = Path(path)
+        return path.is_file() and path.suffix.lower() == ".csv" or (path / "manifest.csv").is_file()
+
     def __init__(self, split: str, seed: int, path: str, image_size=64, channels: int = 1, spatial_dims: int = 2,
                  val_fraction: float = 0.1, test_fraction: float = 0.2, skip_bad: bool = False):
         if split not in ("train", "val", "test"):
