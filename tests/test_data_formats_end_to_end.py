@@ -1,0 +1,142 @@
+"""Real files of every documented layout train end to end through ``run.py --data``.
+
+Each test writes small real files (soundfile, PIL, pydicom, nibabel, NumPy,
+text), runs two steps and the evaluation as a subprocess, and checks that the
+loader was picked from the path and that results.json was written.
+"""
+import csv
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+from PIL import Image
+
+from conftest import run_cli
+from test_medical_modality import write_dicom
+
+TRAIN = ["train.steps=2", "train.batch_size=4", "train.val_every=0", "train.progress=false", "eval.probe_epochs=5"]
+
+
+def check_run(run_dir, done, loader):
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["name"] == loader
+    results = json.loads((run_dir / "results.json").read_text())
+    assert 0.0 <= results["metrics"]["linear_probe_acc"] <= 1.0
+
+
+def write_manifest(path, header, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def test_audio_manifest_of_mixed_formats_and_rates(tmp_path):
+    data, rows = tmp_path / "clips", []
+    data.mkdir()
+    formats = [("wav", 16000, 2), ("flac", 22050, 1), ("ogg", 44100, 2), ("aiff", 8000, 1)]
+    for i in range(16):
+        ext, rate, channels = formats[i % 4]
+        label, split = ("low", "high")[i % 2], "train" if i < 10 else "val" if i < 12 else "test"
+        t = np.arange(int(0.3 * rate)) / rate
+        wave = 0.3 * np.sin(2 * np.pi * (220 if label == "low" else 1760) * t)
+        sf.write(data / f"c{i}.{ext}", np.stack([wave] * channels, 1) if channels > 1 else wave, rate)
+        rows.append([f"clips/c{i}.{ext}", label, f"a {label} tone", split])
+    write_manifest(tmp_path / "manifest.csv", ["path", "label", "caption", "split"], rows)
+    run_dir = tmp_path / "run"
+    done = run_cli("--modality", "audio", "--objective", "cpc", "--data", tmp_path, "--run-dir", run_dir, *TRAIN,
+                   "data.audio_manifest.clip_samples=3200", "model.cpc_wave.width=8", "objective.n_negatives=4")
+    check_run(run_dir, done, "audio_manifest")
+
+
+def image(kind: int, size: int, rng) -> np.ndarray:
+    img = rng.integers(0, 60, (size, size)).astype(np.uint8)
+    if kind:
+        img[size // 4: size // 2, size // 4: size // 2] = 250  # a bright "finding"
+    return img
+
+
+def test_medical_manifest_of_dicom_and_png(tmp_path):
+    rng, rows = np.random.default_rng(0), []
+    for i in range(12):
+        kind = i % 2
+        if i % 3 == 0:
+            write_dicom(tmp_path / f"im{i}.dcm", image(kind, 40, rng).astype(np.uint16) * 16)
+            name = f"im{i}.dcm"
+        else:
+            Image.fromarray(image(kind, 32 + 8 * (i % 2), rng)).save(tmp_path / f"im{i}.png")
+            name = f"im{i}.png"
+        rows.append([name, "Focal opacity." if kind else "No finding.", "finding" if kind else "normal"])
+    write_manifest(tmp_path / "manifest.csv", ["path", "report", "label"], rows)
+    run_dir = tmp_path / "run"
+    done = run_cli("--modality", "medical", "--objective", "convirt", "--data", tmp_path / "manifest.csv",
+                   "--run-dir", run_dir, *TRAIN, "data.medical_manifest.image_size=32", "model.resnet18.width=4",
+                   "data.medical_manifest.test_fraction=0.34")
+    check_run(run_dir, done, "medical_manifest")
+
+
+def test_medical_manifest_of_nifti_volumes(tmp_path):
+    rng, rows = np.random.default_rng(1), []
+    for i in range(12):
+        volume = rng.normal(size=(16, 16, 8)).astype(np.float32) + 3.0 * (i % 2)
+        nib.save(nib.Nifti1Image(volume, np.eye(4)), tmp_path / f"v{i}.nii.gz")
+        rows.append([f"v{i}.nii.gz", "Dense." if i % 2 else "Clear.", i % 2])
+    write_manifest(tmp_path / "manifest.csv", ["path", "report", "label"], rows)
+    run_dir = tmp_path / "run"
+    done = run_cli("--modality", "medical", "--objective", "simclr", "--data", tmp_path, "--run-dir", run_dir, *TRAIN,
+                   "data.medical_manifest.spatial_dims=3", "data.medical_manifest.image_size=16",
+                   "model.resnet18.width=4", "data.medical_manifest.test_fraction=0.34")
+    check_run(run_dir, done, "medical_manifest")
+    assert "'spatial_dims': 3" not in done.stderr  # the encoder followed the data without being told
+
+
+def series(n: int, length: int, rng):
+    y = np.arange(n) % 2
+    t = np.arange(length)
+    x = np.stack([np.sin(t / (2 + 3 * label)) for label in y])[:, None] + 0.1 * rng.normal(size=(n, 1, length))
+    return x.astype(np.float32), y
+
+
+def test_sequence_npz_folder(tmp_path):
+    rng = np.random.default_rng(2)
+    for split, n in (("train", 16), ("test", 8)):
+        x, y = series(n, 48, rng)
+        np.savez(tmp_path / f"{split}.npz", X=x, y=y)
+    run_dir = tmp_path / "run"
+    done = run_cli("--modality", "sequence", "--objective", "supcon", "--data", tmp_path, "--run-dir", run_dir, *TRAIN,
+                   "model.tcn.width=8")
+    check_run(run_dir, done, "sequence_npz")
+
+
+def test_sequence_ucr_tsv_pair(tmp_path):
+    rng = np.random.default_rng(3)
+    for split, n in (("TRAIN", 16), ("TEST", 8)):
+        x, y = series(n, 40, rng)
+        lines = ["\t".join([str(label + 1)] + [f"{v:.5f}" for v in row[0]]) for row, label in zip(x, y)]
+        (tmp_path / f"Toy_{split}.tsv").write_text("\n".join(lines) + "\n")
+    run_dir = tmp_path / "run"
+    done = run_cli("--modality", "sequence", "--objective", "cpc", "--data", tmp_path, "--run-dir", run_dir, *TRAIN,
+                   "model.tcn.width=8", "objective.n_negatives=4")
+    check_run(run_dir, done, "ucr")
+
+
+@pytest.mark.parametrize("objective", ["cpc", "clap"])
+def test_sequence_uea_ts_pair_of_unequal_lengths(tmp_path, objective):
+    rng = np.random.default_rng(4)
+    header = "@problemName Toy\n@timeStamps false\n@univariate false\n@dimensions 2\n@equalLength false\n" \
+             "@classLabel true up down\n@data\n"
+    for split, n in (("TRAIN", 16), ("TEST", 8)):
+        lines = []
+        for i in range(n):
+            length = int(rng.integers(20, 40))  # unequal lengths: padded and masked
+            slope = 1.0 if i % 2 else -1.0
+            dims = [slope * np.arange(length) / length + 0.1 * rng.normal(size=length) for _ in range(2)]
+            lines.append(":".join(",".join(f"{v:.4f}" for v in d) for d in dims) + (":up" if i % 2 else ":down"))
+        (tmp_path / f"Toy_{split}.ts").write_text(header + "\n".join(lines) + "\n")
+    run_dir = tmp_path / "run"
+    done = run_cli("--modality", "sequence", "--objective", objective, "--data", tmp_path, "--run-dir", run_dir,
+                   *TRAIN, "model.tcn.width=8", *(["objective.n_negatives=4"] if objective == "cpc" else []))
+    check_run(run_dir, done, "uea_ts")
