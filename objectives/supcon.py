@@ -18,8 +18,8 @@ class SupCon(nn.Module):
     ``functional.supcon_loss`` (L_out, positives = other rows with the same
     ``batch["label"]`` (B,), normalized, gathered across ranks).
 
-    ``head_batch_norm`` puts a BatchNorm1d in the head's hidden layer (SupContrast's head has none); the
-    head sees (B * V, D) rows, so its statistics span every view.
+    ``head_batch_norm`` puts a BatchNorm1d in the head's hidden layer (SupContrast's
+    head has none); the head sees (B * V, D) rows, so its statistics span every view.
 
     Logs ``temperature`` and, between the first and last view of each sample,
     ``pos_sim``, ``neg_sim`` and ``retrieval_acc``.
@@ -35,8 +35,12 @@ class SupCon(nn.Module):
         self.head = mlp(dim, dim, proj_dim, batch_norm=head_batch_norm)
         self.temperature = temperature
 
+    def positives(self, batch: dict):
+        """Labels (B,) that define positives; SimCLR overrides this with None."""
+        return batch["label"]
+
     def forward(self, encoders: dict, batch: dict) -> dict:
         embeddings = encode_views(encoders["x"], batch)  # (B, V, D)
         z = rearrange(self.head(rearrange(embeddings, "b v d -> (b v) d")), "(b v) p -> b v p", b=len(embeddings))
-        loss = supcon_loss(z, batch["label"], self.temperature)
+        loss = supcon_loss(z, self.positives(batch), self.temperature)
         return {"loss": loss, "temperature": self.temperature, **pair_stats(z[:, 0], z[:, -1])}

@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import Dataset
 
 from errors import UserError
+from modalities.labels import label_map
 from registry import register
 
 SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
@@ -88,16 +89,6 @@ def read_audio(file: Path, sample_rate: int, clip_samples: int, where: str | Non
     else:
         mono = np.pad(mono, (0, clip_samples - len(mono)))
     return mono.astype(np.float32), data.shape[0] / rate
-
-
-def label_map(values) -> dict[str, int]:
-    """Sorted distinct names (numerically when all are numbers) -> 0..K-1."""
-    distinct = sorted(set(values))
-    try:
-        distinct = sorted(distinct, key=float)
-    except ValueError:
-        pass
-    return {v: i for i, v in enumerate(distinct)}
 
 
 def assign_splits(rows: list[Row], seed: int, val_fraction: float, test_fraction: float) -> list[str]:

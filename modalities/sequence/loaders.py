@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from errors import UserError
+from modalities.labels import label_map
 from registry import register
 
 
@@ -172,16 +173,6 @@ def detect_format(path) -> str:
     _fail(path, "holds no train.npz, <Name>_TRAIN.tsv or <Name>_TRAIN.ts")
 
 
-def _label_map(values) -> dict:
-    """Sorted distinct labels (numerically when all are numbers) -> 0..K-1."""
-    distinct = sorted(set(values))
-    try:
-        distinct = sorted(distinct, key=float)
-    except ValueError:
-        pass
-    return {v: i for i, v in enumerate(distinct)}
-
-
 def _canonical(label: str) -> str:
     """'1.0' and '1' name the same class."""
     try:
@@ -213,7 +204,7 @@ class FileSeries(Dataset):
         if train_y is None:
             train_y, test_y = ["unlabelled"] * len(train_x), ["unlabelled"] * len(test_x)
         train_y, test_y = [_canonical(v) for v in train_y], [_canonical(v) for v in test_y]
-        mapping = _label_map(train_y + test_y)
+        mapping = label_map(train_y + test_y)
         length = int(length) if length else max(s.shape[1] for s in train_x + test_x)
         x, mask = self._fixed(train_x + test_x, length)
         labels = np.array([mapping[v] for v in train_y + test_y], dtype=np.int64)
