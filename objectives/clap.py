@@ -29,8 +29,9 @@ class CLAP(nn.Module):
     """
 
     def __init__(self, encoders: dict, n_classes: int, proj_dim: int = 256, init_logit_scale: float = 1 / 0.07,
-                 max_logit_scale: float = 100.0):
+                 max_logit_scale: float = 100.0, tiled: bool | None = None):
         super().__init__()
+        self.tiled = tiled
         x_dim, text_dim = encoders["x"].dims["embedding"], encoders["text"].dims["embedding"]
         self.x_head = mlp(x_dim, proj_dim, proj_dim)
         self.text_head = mlp(text_dim, proj_dim, proj_dim)
@@ -45,4 +46,4 @@ class CLAP(nn.Module):
         a = self.x_head(encode(encoders["x"], batch)["embedding"])
         b = self.text_head(encoders["text"](batch["text"])["embedding"])
         scale = self.logit_scale()
-        return {"loss": clip_loss(a, b, scale), "logit_scale": scale.detach(), **pair_stats(a, b)}
+        return {"loss": clip_loss(a, b, scale, tiled=self.tiled), "logit_scale": scale.detach(), **pair_stats(a, b)}

@@ -26,8 +26,9 @@ class ConVIRT(nn.Module):
     """
 
     def __init__(self, encoders: dict, n_classes: int, proj_dim: int = 512, temperature: float = 0.1,
-                 lam: float = 0.75):
+                 lam: float = 0.75, tiled: bool | None = None):
         super().__init__()
+        self.tiled = tiled
         x_dim, text_dim = encoders["x"].dims["embedding"], encoders["text"].dims["embedding"]
         self.x_head = mlp(x_dim, x_dim, proj_dim)
         self.text_head = mlp(text_dim, text_dim, proj_dim)
@@ -36,5 +37,5 @@ class ConVIRT(nn.Module):
     def forward(self, encoders: dict, batch: dict) -> dict:
         a = self.x_head(encode(encoders["x"], batch)["embedding"])
         b = self.text_head(encoders["text"](batch["text"])["embedding"])
-        loss = convirt_loss(a, b, self.temperature, self.lam)
+        loss = convirt_loss(a, b, self.temperature, self.lam, tiled=self.tiled)
         return {"loss": loss, "temperature": self.temperature, **pair_stats(a, b)}

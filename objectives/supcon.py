@@ -29,8 +29,9 @@ class SupCon(nn.Module):
     """
 
     def __init__(self, encoders: dict, n_classes: int, proj_dim: int = 128, temperature: float = 0.1,
-                 head_batch_norm: bool = False):
+                 head_batch_norm: bool = False, tiled: bool | None = None):
         super().__init__()
+        self.tiled = tiled
         dim = encoders["x"].dims["embedding"]
         self.head = mlp(dim, dim, proj_dim, batch_norm=head_batch_norm)
         self.temperature = temperature
@@ -42,5 +43,5 @@ class SupCon(nn.Module):
     def forward(self, encoders: dict, batch: dict) -> dict:
         embeddings = encode_views(encoders["x"], batch)  # (B, V, D)
         z = rearrange(self.head(rearrange(embeddings, "b v d -> (b v) d")), "(b v) p -> b v p", b=len(embeddings))
-        loss = supcon_loss(z, self.positives(batch), self.temperature)
+        loss = supcon_loss(z, self.positives(batch), self.temperature, tiled=self.tiled)
         return {"loss": loss, "temperature": self.temperature, **pair_stats(z[:, 0], z[:, -1])}
