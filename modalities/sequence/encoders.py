@@ -41,6 +41,23 @@ def masked_mean(seq: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return (seq * weight).sum(dim=1) / weight.sum(dim=1).clamp_min(1.0)
 
 
+def causal_standardize(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Standardize x (B, C, T) per series and channel with running statistics of steps <= t.
+
+    Step t is (x_t - mean_{<=t}) / std_{<=t} over the real steps (mask True) so far,
+    so the output stays causal; a series' amplitude and offset cannot tell it apart.
+    Statistics are computed in float64 (the cumulative sums cancel); steps with no
+    spread yet (the first one) map to 0.
+    """
+    xd = x.double()
+    w = torch.ones_like(xd[:, :1]) if mask is None else mask.unsqueeze(1).to(xd.dtype)
+    n = torch.cumsum(w, dim=-1).clamp_min(1.0)
+    mean = torch.cumsum(xd * w, dim=-1) / n
+    var = (torch.cumsum(xd.square() * w, dim=-1) / n - mean.square()).clamp_min(0.0)
+    out = (xd - mean) / (var.sqrt() + 1e-6 * (mean.abs() + 1e-6))
+    return (out * w).to(x.dtype)
+
+
 class ChannelNorm(nn.Module):
     """LayerNorm over channels at each step of (B, C, T); statistics never mix time steps."""
 
@@ -77,33 +94,52 @@ class TemporalBlock(nn.Module):
         return self.net(x) + self.skip(x)
 
 
-@register("encoder", "tcn", modality="sequence", outputs=("embedding", "sequence"))
+@register("encoder", "tcn", modality="sequence", outputs=("embedding", "sequence", "context"))
 class TCN(nn.Module):
     """Temporal convolutional network (Bai et al. 2018): residual blocks of dilated causal convs.
 
     Dilations 1, 2, 4, ... over ``depth`` blocks; receptive field
     1 + 2 (kernel_size - 1)(2^depth - 1) steps (125 for the defaults).
 
+    The first ``latent_depth`` blocks give local latents z ("sequence",
+    receptive field 5 steps for the defaults); the remaining blocks turn them
+    into a causal context c ("context"), as CPC's encoder/context split (van den
+    Oord et al. 2018) without a recurrent network. The embedding pools c.
+
+    ``normalize_input`` first standardizes each series and channel causally
+    (running mean and std of steps <= t, see ``causal_standardize``), so gain,
+    scale and offset of a channel do not reach the features.
+
     Input:  x (B, in_channels, T), mask (B, T) bool or None.
-    Output: "sequence" (B, T, width) after a final ChannelNorm, "embedding" (B, width) its masked mean.
+    Output: "sequence" z (B, T, width) and "context" c (B, T, width), each normalized over channels per step,
+            "embedding" (B, width) the masked mean of c.
     """
 
     def __init__(self, in_channels: int = 1, width: int = 32, depth: int = 5, kernel_size: int = 3,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, latent_depth: int = 1, normalize_input: bool = True):
         super().__init__()
-        self.blocks = nn.Sequential(*[
-            TemporalBlock(in_channels if i == 0 else width, width, kernel_size, 2 ** i, dropout)
-            for i in range(depth)])
-        # The residual path carries the raw input scale; a final per-step norm bounds the features.
+        if not 1 <= latent_depth < depth:
+            raise ValueError(f"need 1 <= latent_depth < depth, got latent_depth={latent_depth}, depth={depth}")
+        self.normalize_input = normalize_input
+        blocks = [TemporalBlock(in_channels if i == 0 else width, width, kernel_size, 2 ** i, dropout)
+                  for i in range(depth)]
+        self.latent_blocks = nn.Sequential(*blocks[:latent_depth])
+        self.blocks = nn.Sequential(*blocks[latent_depth:])
+        # The residual path carries the raw input scale; per-step norms bound the features. The
+        # latents' norm has no affine parameters: objectives that ignore "sequence" leave none unused.
         self.norm = ChannelNorm(width)
-        self.dims = {"embedding": width, "sequence": width}
+        self.dims = {"embedding": width, "sequence": width, "context": width}
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         mask = check_mask(x, mask)
         if mask is not None:
             x = x * mask.unsqueeze(1).to(x.dtype)  # garbage in gaps between real steps is zeroed
-        seq = rearrange(self.norm(self.blocks(x)), "b c t -> b t c")
-        return {"sequence": seq, "embedding": masked_mean(seq, mask)}
+        if self.normalize_input:
+            x = causal_standardize(x, mask)
+        h = self.latent_blocks(x)
+        seq = F.layer_norm(rearrange(h, "b c t -> b t c"), (h.shape[1],))
+        ctx = rearrange(self.norm(self.blocks(h)), "b c t -> b t c")
+        return {"sequence": seq, "context": ctx, "embedding": masked_mean(ctx, mask)}
 
 
 @register("encoder", "gru", modality="sequence", outputs=("embedding", "sequence"))
