@@ -37,7 +37,6 @@ class Entry:
     factory: Callable[..., Any]
     modality: str | None = None
     capabilities: frozenset[str] = field(default_factory=frozenset)
-    help: str = ""
 
 
 _ENTRIES: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
@@ -68,8 +67,7 @@ def register(kind: str, name: str, *, modality: str | None = None, provides=(), 
     def decorator(factory):
         if name in _ENTRIES[kind]:
             raise RegistryError(f"{kind} '{name}' is already registered (by {_ENTRIES[kind][name].factory.__module__})")
-        doc = inspect.getdoc(factory) or ""
-        _ENTRIES[kind][name] = Entry(kind, name, factory, modality, caps, doc.split("\n")[0])
+        _ENTRIES[kind][name] = Entry(kind, name, factory, modality, caps)
         return factory
 
     return decorator

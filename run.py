@@ -96,9 +96,8 @@ def main(argv=None) -> int:
             print_matrix(matrix())
             return 0
         cfg, run_dir, resume = make_config(args)
-        cells = matrix()
-        check_pair(cfg, [f"{m}/{o}" for (m, o), lack in cells.items() if not lack and
-                         (m == cfg["modality"] or o == cfg["objective"]["name"])])
+        check_pair(cfg, lambda: [f"{m}/{o}" for (m, o), lack in matrix().items() if not lack and
+                                 (m == cfg["modality"] or o == cfg["objective"]["name"])])
         from training.experiment import (
             run_experiment,  # heavy imports only once the input is known good
         )

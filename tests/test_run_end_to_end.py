@@ -92,3 +92,8 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, tiny_audio):
     assert run_cli("--run-dir", run_dir, "train.steps=1", *tiny_audio).returncode == 0
     (run_dir / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
     assert_one_sentence_error(run_cli("--resume", run_dir), "cannot be read", "last.pt")
+
+
+def test_impossible_pair_fails_before_building_and_names_the_missing_capability():
+    done = run_cli("--modality", "audio", "--objective", "supcon", "views.name=null")
+    assert_one_sentence_error(done, "objective 'supcon' needs views", "pairs that work: ", "audio/cpc")

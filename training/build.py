@@ -18,7 +18,7 @@ class IncompatibleError(UserError, ValueError):
     """An objective needs a capability that the modality does not offer."""
 
 
-def offered(modality: str, dataset: str, encoder: str, views: str | None) -> set[str]:
+def offered(dataset: str, encoder: str, views: str | None) -> set[str]:
     """Capabilities a (dataset, encoder, views) triple offers."""
     caps = set(registry.get("dataset", dataset).capabilities) | set(registry.get("encoder", encoder).capabilities)
     if views:
@@ -29,15 +29,15 @@ def offered(modality: str, dataset: str, encoder: str, views: str | None) -> set
 def missing(cfg: dict) -> list[str]:
     """Capabilities the configured objective needs that the configured modality lacks."""
     needs = registry.get("objective", cfg["objective"]["name"]).capabilities
-    caps = offered(cfg["modality"], cfg["data"]["name"], cfg["model"]["encoder"], cfg["views"]["name"])
+    caps = offered(cfg["data"]["name"], cfg["model"]["encoder"], cfg["views"]["name"])
     return sorted(needs - caps)
 
 
 def check_pair(cfg: dict, working_pairs) -> None:
     """Raise a one-sentence error if the objective cannot train on this modality.
 
-    ``working_pairs`` is a list of "modality/objective" strings that do work,
-    named in the message.
+    ``working_pairs()`` returns the "modality/objective" strings that do work,
+    named in the message; it is called only when the pair fails.
 
     Raises:
         IncompatibleError: a needed capability is missing.
@@ -47,7 +47,7 @@ def check_pair(cfg: dict, working_pairs) -> None:
         raise IncompatibleError(
             f"objective '{cfg['objective']['name']}' needs {', '.join(lacking)}, which modality "
             f"'{cfg['modality']}' (dataset '{cfg['data']['name']}', encoder '{cfg['model']['encoder']}') "
-            f"does not provide; pairs that work: {', '.join(working_pairs) or 'none'}")
+            f"does not provide; pairs that work: {', '.join(working_pairs()) or 'none'}")
 
 
 def resolve_dataset(cfg: dict) -> str:

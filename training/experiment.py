@@ -46,11 +46,17 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def initial_encoder(cfg: dict, train_set) -> nn.Module:
+    """The modality encoder as initialized from ``cfg['seed']``: the weights a run starts
+    from, and the random-init floor it is compared with."""
+    torch.manual_seed(cfg["seed"])
+    return build_encoder(cfg, train_set.input_shape)
+
+
 def build_model(cfg: dict, train_set) -> nn.ModuleDict:
     """{"encoders": {"x"[, "text"]}, "objective"}, initialized from ``cfg['seed']``
     (same seed, same init). A text encoder is built only for objectives that need text."""
-    torch.manual_seed(cfg["seed"])
-    encoders = nn.ModuleDict({"x": build_encoder(cfg, train_set.input_shape)})
+    encoders = nn.ModuleDict({"x": initial_encoder(cfg, train_set)})
     if "text" in registry.get("objective", cfg["objective"]["name"]).capabilities:
         encoders["text"] = build_text_encoder(cfg, train_set.captions)
     objective = build_objective(cfg, encoders, len(train_set.classes))
@@ -91,7 +97,7 @@ def run_experiment(cfg: dict, run_dir: Path, resume: bool = False) -> dict:
         return {"stopped_at_step": stats["step"], "steps": cfg["train"]["steps"]}
 
     metrics = probe_encoder(model["encoders"]["x"], datasets, cfg, device)
-    floor = probe_encoder(build_model(cfg, datasets["train"])["encoders"]["x"].to(device), datasets, cfg, device)
+    floor = probe_encoder(initial_encoder(cfg, datasets["train"]).to(device), datasets, cfg, device)
     steps = cfg["train"]["steps"]
     for key, value in metrics.items():
         writer.add_scalar(f"eval/{key}", value, steps)
