@@ -4,6 +4,8 @@
     python run.py --modality audio --objective cpc train.steps=600 optim.lr=1e-3
     python run.py --list                            # the modality x objective matrix
     python run.py --resume runs/audio-cpc-20261124-120000
+    python run.py eval RUN_DIR                      # evaluate a finished run again (training/eval_command.py)
+    python run.py compare --modalities audio medical --objectives cpc supcon   (training/compare.py)
     tensorboard --logdir runs
 """
 from __future__ import annotations
@@ -89,8 +91,16 @@ def make_config(args) -> tuple[dict, Path, bool]:
     return cfg, run_dir, False
 
 
+SUBCOMMANDS = {"eval": "training.eval_command", "compare": "training.compare"}
+
+
 def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS:  # each subcommand module has main(argv) -> exit code
+        import importlib
+
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
+    args = parse_args(argv)
     try:
         if args.list:
             print_matrix(matrix())

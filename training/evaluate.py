@@ -64,3 +64,17 @@ def probe_encoder(encoder, datasets: dict, cfg: dict, device) -> dict:
     acc = linear_probe(train_x, train_y, test_x, test_y, ev["probe_epochs"], ev["probe_lr"],
                        ev["probe_weight_decay"], cfg["seed"])
     return {"linear_probe_acc": acc}
+
+
+def evaluate_run(cfg: dict, model, floor_encoder, datasets: dict, device, writer, step: int) -> dict:
+    """Every protocol on the trained encoder and on ``floor_encoder`` (its random init).
+
+    Logs ``eval/<metric>`` and ``eval/floor_<metric>`` at ``step`` and returns
+    {"metrics": {...}, "floor": {...}} with the same keys, merged into results.json.
+    """
+    metrics = probe_encoder(model["encoders"]["x"], datasets, cfg, device)
+    floor = probe_encoder(floor_encoder, datasets, cfg, device)
+    for key, value in metrics.items():
+        writer.add_scalar(f"eval/{key}", value, step)
+        writer.add_scalar(f"eval/floor_{key}", floor[key], step)
+    return {"metrics": metrics, "floor": floor}

@@ -28,7 +28,7 @@ from training.build import (
     build_text_encoder,
     build_views,
 )
-from training.evaluate import probe_encoder
+from training.evaluate import evaluate_run
 from training.loop import train
 from training.schedule import warmup_cosine
 
@@ -96,12 +96,9 @@ def run_experiment(cfg: dict, run_dir: Path, resume: bool = False) -> dict:
         writer.close()
         return {"stopped_at_step": stats["step"], "steps": cfg["train"]["steps"]}
 
-    metrics = probe_encoder(model["encoders"]["x"], datasets, cfg, device)
-    floor = probe_encoder(initial_encoder(cfg, datasets["train"]).to(device), datasets, cfg, device)
+    evaluation = evaluate_run(cfg, model, initial_encoder(cfg, datasets["train"]).to(device), datasets, device,
+                              writer, step=cfg["train"]["steps"])
     steps = cfg["train"]["steps"]
-    for key, value in metrics.items():
-        writer.add_scalar(f"eval/{key}", value, steps)
-        writer.add_scalar(f"eval/floor_{key}", floor[key], steps)
     writer.close()
 
     results = {
@@ -109,7 +106,7 @@ def run_experiment(cfg: dict, run_dir: Path, resume: bool = False) -> dict:
         "dataset": cfg["data"]["name"], "seed": cfg["seed"], "steps": steps, "resumed_from_step": start_step,
         "wall_time_s": round(time.time() - began, 2), "samples_per_s": round(stats["samples_per_s"], 2),
         "final_train_loss": stats["final_loss"], "chance_acc": 1.0 / len(datasets["train"].classes),
-        "metrics": metrics, "floor": floor,
+        **evaluation,
     }
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
