@@ -8,12 +8,12 @@ from torch import nn
 
 from objectives.functional import clip_loss
 from objectives.heads import mlp, pair_stats
-from objectives.inputs import encode
+from objectives.paired import PairedObjective
 from registry import register
 
 
 @register("objective", "clap", needs=("text", "embedding"))
-class CLAP(nn.Module):
+class CLAP(PairedObjective):
     """CLAP / CLIP symmetric InfoNCE (Elizalde et al. 2022; Wu et al. 2023; Radford et al. 2021).
 
     The signal embedding (from ``encoders["x"]``) and the caption embedding
@@ -42,8 +42,7 @@ class CLAP(nn.Module):
         """s = exp(theta), at most ``max_logit_scale``."""
         return self.log_logit_scale.clamp(max=math.log(self.max_logit_scale)).exp()
 
-    def forward(self, encoders: dict, batch: dict) -> dict:
-        a = self.x_head(encode(encoders["x"], batch)["embedding"])
-        b = self.text_head(encoders["text"](batch["text"])["embedding"])
+    def loss_from(self, reps: dict, batch: dict) -> dict:
+        a, b = reps["x"], reps["text"]
         scale = self.logit_scale()
         return {"loss": clip_loss(a, b, scale, tiled=self.tiled), "logit_scale": scale.detach(), **pair_stats(a, b)}

@@ -1,16 +1,14 @@
 """ConVIRT: asymmetric bidirectional contrastive objective between a signal and its report."""
 from __future__ import annotations
 
-from torch import nn
-
 from objectives.functional import convirt_loss
 from objectives.heads import mlp, pair_stats
-from objectives.inputs import encode
+from objectives.paired import PairedObjective
 from registry import register
 
 
 @register("objective", "convirt", needs=("text", "embedding"))
-class ConVIRT(nn.Module):
+class ConVIRT(PairedObjective):
     """ConVIRT (Zhang et al. 2020, arXiv 2010.00747).
 
     The signal embedding (``encoders["x"]``) and the text embedding
@@ -34,8 +32,7 @@ class ConVIRT(nn.Module):
         self.text_head = mlp(text_dim, text_dim, proj_dim)
         self.temperature, self.lam = temperature, lam
 
-    def forward(self, encoders: dict, batch: dict) -> dict:
-        a = self.x_head(encode(encoders["x"], batch)["embedding"])
-        b = self.text_head(encoders["text"](batch["text"])["embedding"])
+    def loss_from(self, reps: dict, batch: dict) -> dict:
+        a, b = reps["x"], reps["text"]
         loss = convirt_loss(a, b, self.temperature, self.lam, tiled=self.tiled)
         return {"loss": loss, "temperature": self.temperature, **pair_stats(a, b)}

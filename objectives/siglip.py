@@ -8,14 +8,14 @@ from torch import nn
 
 from objectives.functional import siglip_loss
 from objectives.heads import mlp, pair_stats
-from objectives.inputs import encode
+from objectives.paired import PairedObjective
 from registry import register
 
 PROJECTIONS = {"linear": 1, "mlp": 2}
 
 
 @register("objective", "siglip", needs=("text", "embedding"))
-class SigLIP(nn.Module):
+class SigLIP(PairedObjective):
     """SigLIP (Zhai et al. 2023, arXiv 2303.15343).
 
     The signal embedding (``encoders["x"]``) and the text embedding
@@ -43,9 +43,8 @@ class SigLIP(nn.Module):
         self.log_logit_scale = nn.Parameter(torch.tensor(math.log(init_logit_scale)))
         self.logit_bias = nn.Parameter(torch.tensor(float(init_logit_bias)))
 
-    def forward(self, encoders: dict, batch: dict) -> dict:
-        a = self.x_head(encode(encoders["x"], batch)["embedding"])
-        b = self.text_head(encoders["text"](batch["text"])["embedding"])
+    def loss_from(self, reps: dict, batch: dict) -> dict:
+        a, b = reps["x"], reps["text"]
         scale = self.log_logit_scale.exp()
         loss = siglip_loss(a, b, scale, self.logit_bias)
         return {"loss": loss, "logit_scale": scale.detach(), "logit_bias": self.logit_bias.detach(),

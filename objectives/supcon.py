@@ -40,8 +40,17 @@ class SupCon(nn.Module):
         """Labels (B,) that define positives; SimCLR overrides this with None."""
         return batch["label"]
 
-    def forward(self, encoders: dict, batch: dict) -> dict:
+    def represent(self, encoders: dict, batch: dict) -> dict:
+        """{"z": (B, V, proj_dim)}: every view encoded and projected, per sample."""
         embeddings = encode_views(encoders["x"], batch)  # (B, V, D)
-        z = rearrange(self.head(rearrange(embeddings, "b v d -> (b v) d")), "(b v) p -> b v p", b=len(embeddings))
+        return {"z": rearrange(self.head(rearrange(embeddings, "b v d -> (b v) d")), "(b v) p -> b v p",
+                               b=len(embeddings))}
+
+    def loss_from(self, reps: dict, batch: dict) -> dict:
+        """The in-batch SupCon loss over every row of ``reps["z"]`` (gathered across ranks)."""
+        z = reps["z"]
         loss = supcon_loss(z, self.positives(batch), self.temperature, tiled=self.tiled)
         return {"loss": loss, "temperature": self.temperature, **pair_stats(z[:, 0], z[:, -1])}
+
+    def forward(self, encoders: dict, batch: dict) -> dict:
+        return self.loss_from(self.represent(encoders, batch), batch)

@@ -33,7 +33,7 @@ class VICReg(nn.Module):
         dim = encoders["x"].dims["embedding"]
         self.expander = mlp(dim, expander_dim, expander_dim, n_layers=expander_layers, batch_norm=True,
                             last_bias=False)
-        self.weights = dict(sim_weight=sim_weight, var_weight=var_weight, cov_weight=cov_weight)
+        self.weights = {"sim_weight": sim_weight, "var_weight": var_weight, "cov_weight": cov_weight}
 
     def forward(self, encoders: dict, batch: dict) -> dict:
         if batch["views"].shape[1] < 2:
