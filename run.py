@@ -116,6 +116,8 @@ def main(argv=None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if results is None:  # a torchrun rank other than 0: rank 0 reports
+        return 0
     if "stopped_at_step" in results:
         print(f"{run_dir}: stopped at step {results['stopped_at_step']}/{results['steps']} "
               f"(train.stop_after_steps); continue with: python run.py --resume {run_dir}")

@@ -2,8 +2,11 @@
 
 The order of epoch e is a permutation seeded by (seed, e), so the batch of any
 step can be found again from the step number alone: resuming at step s
-continues exactly where an uninterrupted run would be. Under torchrun each rank
-takes every world-th index of the same permutation (no sample twice per epoch).
+continues exactly where an uninterrupted run would be. Under torchrun the
+global batch of a step is the next ``batch_size * world_size`` indices of the
+same permutation and rank r takes its r-th block of ``batch_size``: the ranks'
+batches, concatenated in rank order (as the losses gather them), are exactly
+the batch one process with ``batch_size * world_size`` would draw.
 """
 from __future__ import annotations
 
@@ -34,11 +37,13 @@ def train_batches(dataset, batch_size: int, seed: int, start_step: int = 0, rank
     while True:
         epoch, offset = divmod(step, per_epoch)
         order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-        mine = order[rank::world_size][: per_epoch * batch_size]
-        indices = mine[offset * batch_size:].tolist()
-        # An explicit generator keeps DataLoader from drawing its base seed from the global RNG.
+        mine = order[: per_epoch * batch_size * world_size].view(per_epoch, world_size, batch_size)[:, rank]
+        indices = mine[offset:].reshape(-1).tolist()
+        # An explicit generator keeps DataLoader from drawing its base seed from the global RNG;
+        # per rank, so worker-side randomness differs across ranks.
+        generator = torch.Generator().manual_seed(seed + epoch + 1_000_003 * rank)
         loader = DataLoader(dataset, batch_size=batch_size, sampler=indices, num_workers=num_workers,
-                            pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed + epoch),
+                            pin_memory=pin_memory, generator=generator,
                             persistent_workers=False)
         for batch in loader:
             yield batch
@@ -48,6 +53,27 @@ def train_batches(dataset, batch_size: int, seed: int, start_step: int = 0, rank
 def eval_loader(dataset, batch_size: int, num_workers: int = 0) -> DataLoader:
     """In-order batches of a whole split, for validation and embedding."""
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+
+
+def eval_batches(n_items: int, batch_size: int, rank: int = 0, world_size: int = 1) -> list[list[int]]:
+    """In-order index batches of a split, each global batch of ``batch_size * world_size``
+    split into equal per-rank blocks (as ``train_batches``); one process gets
+    [0, B), [B, 2B), ... and a last partial batch. A partial global batch of m
+    rows gives each rank m // world_size rows (all_gather needs equal shapes),
+    so at most world_size - 1 items of a split are left out, never one repeated.
+    """
+    batches, glob = [], batch_size * world_size
+    for start in range(0, n_items, glob):
+        per_rank = min(glob, n_items - start) // world_size
+        if per_rank:
+            batches.append(list(range(start + rank * per_rank, start + (rank + 1) * per_rank)))
+    return batches
+
+
+def val_loader(dataset, batch_size: int, rank: int = 0, world_size: int = 1, num_workers: int = 0) -> DataLoader:
+    """This rank's in-order validation batches (see ``eval_batches``)."""
+    return DataLoader(dataset, batch_sampler=eval_batches(len(dataset), batch_size, rank, world_size),
+                      num_workers=num_workers)
 
 
 def to_device(batch: dict, device: torch.device) -> dict:

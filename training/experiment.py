@@ -6,6 +6,12 @@ Run directory layout::
     events.out.tfevents.*  TensorBoard scalars and the config text
     checkpoints/last.pt    model, optimizer, scheduler, step, RNG state
     results.json           held-out evaluation (see RESULTS_SCHEMA in README)
+
+Under torchrun (training/distributed.py) every rank builds the same model from
+the same seed (rank 0's weights are broadcast anyway) and trains on its block
+of each global batch of ``train.batch_size * world_size``; only rank 0 writes
+the run directory and evaluates (the whole test split, nothing duplicated)
+after the process group is closed, while the other ranks return None.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ import config as config_lib
 import registry
 from errors import UserError
 from training import checkpoint
+from training import distributed as dist
 from training.build import (
     build_datasets,
     build_encoder,
@@ -30,6 +37,7 @@ from training.build import (
 )
 from training.evaluate import evaluate_run
 from training.loop import train
+from training.precision import apply_speed_settings
 from training.schedule import warmup_cosine
 
 
@@ -63,14 +71,37 @@ def build_model(cfg: dict, train_set) -> nn.ModuleDict:
     return nn.ModuleDict({"encoders": encoders, "objective": objective})
 
 
-def run_experiment(cfg: dict, run_dir: Path, resume: bool = False) -> dict:
+def open_run_dir(cfg: dict, model, run_dir: Path, start_step: int) -> SummaryWriter:
+    """Write config.yaml (and tokenizer.json) into ``run_dir``; the TensorBoard writer."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(config_lib.dump(cfg))
+    if "text" in model["encoders"] and hasattr(model["encoders"]["text"], "tokenizer"):
+        model["encoders"]["text"].tokenizer.save(run_dir / "tokenizer.json")
+    # purge_step hides events a crashed session logged after its last checkpoint.
+    writer = SummaryWriter(str(run_dir), purge_step=start_step + 1 if start_step else None)
+    if not start_step:
+        writer.add_text("config", "    " + config_lib.dump(cfg).replace("\n", "\n    "), 0)
+    return writer
+
+
+def run_experiment(cfg: dict, run_dir: Path, resume: bool = False) -> dict | None:
     """Train (or continue) the run in ``run_dir`` and evaluate it; returns results.json's dict,
-    or {"stopped_at_step", "steps"} when ``train.stop_after_steps`` ended the session early."""
+    or {"stopped_at_step", "steps"} when ``train.stop_after_steps`` ended the session early.
+    Under torchrun, ranks other than 0 return None."""
+    device = dist.setup(pick_device(cfg["device"]))
+    try:
+        return _run(cfg, Path(dist.broadcast_object(str(run_dir))), resume, device)
+    finally:
+        dist.teardown()
+
+
+def _run(cfg: dict, run_dir: Path, resume: bool, device: torch.device) -> dict | None:
     began = time.time()
-    run_dir = Path(run_dir)
-    device = pick_device(cfg["device"])
+    main = dist.is_main()
     datasets = build_datasets(cfg)
     model = build_model(cfg, datasets["train"]).to(device)
+    dist.broadcast_parameters(model)
+    apply_speed_settings(cfg, model, device)
     views = build_views(cfg)
     views = views.to(device) if views is not None else None
     oc = cfg["optim"]
@@ -82,16 +113,12 @@ def run_experiment(cfg: dict, run_dir: Path, resume: bool = False) -> dict:
     if resume:
         start_step = checkpoint.restore(checkpoint.load(run_dir / "checkpoints" / "last.pt"), model, optimizer,
                                         scheduler)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(config_lib.dump(cfg))
-    if "text" in model["encoders"] and hasattr(model["encoders"]["text"], "tokenizer"):
-        model["encoders"]["text"].tokenizer.save(run_dir / "tokenizer.json")
-    # purge_step hides events a crashed session logged after its last checkpoint.
-    writer = SummaryWriter(str(run_dir), purge_step=start_step + 1 if start_step else None)
-    if not start_step:
-        writer.add_text("config", "    " + config_lib.dump(cfg).replace("\n", "\n    "), 0)
+    writer = open_run_dir(cfg, model, run_dir, start_step) if main else None
 
     stats = train(cfg, model, views, datasets, optimizer, scheduler, writer, run_dir, device, start_step)
+    dist.teardown()  # the rest is rank 0 alone: no collective (a loss's gather) can wait on a finished rank
+    if not main:
+        return None
     if stats["step"] < cfg["train"]["steps"]:
         writer.close()
         return {"stopped_at_step": stats["step"], "steps": cfg["train"]["steps"]}

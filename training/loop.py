@@ -1,11 +1,15 @@
 """The training loop: one screen, top to bottom.
 
 Each step: next batch -> device -> views (if the objective needs them) ->
-objective loss -> backward -> clip -> AdamW -> schedule. TensorBoard gets
-``train/loss``, every scalar the objective returns, ``train/lr``,
-``train/grad_norm`` and ``train/samples_per_s``; ``val/*`` every
-``train.val_every`` steps; ``checkpoints/last.pt`` every
-``train.checkpoint_every`` steps and at the end.
+objective loss (under autocast, ``train.precision``) -> backward -> (under
+torchrun: gradients averaged over ranks) -> clip -> AdamW -> schedule.
+TensorBoard gets ``train/loss``, every scalar the objective returns,
+``train/lr``, ``train/grad_norm``, ``train/samples_per_s`` (global: all
+ranks) and ``train/data_wait_frac`` (share of the step spent waiting for the
+batch); ``val/*`` every ``train.val_every`` steps; ``checkpoints/last.pt``
+every ``train.checkpoint_every`` steps and at the end. Under torchrun every
+rank trains and validates on its own block of each global batch; only rank 0
+(``writer`` is None elsewhere) logs, checkpoints and prints progress.
 """
 from __future__ import annotations
 
@@ -15,7 +19,15 @@ import time
 import torch
 
 from training import checkpoint
-from training.data import eval_loader, to_device, train_batches
+from training.data import to_device, train_batches, val_loader
+from training.distributed import average_step, is_main, rank, world_size
+from training.precision import (
+    autocast,
+    autocast_dtype,
+    grad_scaler,
+    to_channels_last,
+    use_channels_last,
+)
 from training.progress import Progress
 
 
@@ -25,30 +37,35 @@ def view_generator(seed: int, step: int, device, rank: int = 0) -> torch.Generat
     return torch.Generator(device=device).manual_seed(hash((seed, rank, step)) % (2 ** 62))
 
 
-def add_views(batch: dict, views, seed: int, step: int, device) -> dict:
+def add_views(batch: dict, views, seed: int, step: int, device, rank: int = 0) -> dict:
     if views is not None:
-        batch["views"] = views(batch["x"], generator=view_generator(seed, step, device))
+        batch["views"] = views(batch["x"], generator=view_generator(seed, step, device, rank))
     return batch
 
 
 @torch.no_grad()
-def validate(model, views, dataset, cfg: dict, device) -> dict:
-    """Mean of every objective scalar over ``train.val_batches`` val batches (fixed RNG)."""
+def validate(model, views, dataset, cfg: dict, device, amp_dtype=None) -> dict:
+    """Mean of every objective scalar over ``train.val_batches`` val batches (fixed RNG).
+
+    Under torchrun each rank takes its block of every global val batch (no item
+    twice) and the means are averaged over ranks, so every rank returns the same.
+    """
     model.eval()
-    totals: dict[str, float] = {}
+    totals: dict[str, torch.Tensor] = {}
     n = 0
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(cfg["seed"])
-        for i, batch in enumerate(eval_loader(dataset, cfg["train"]["batch_size"])):
+        for i, batch in enumerate(val_loader(dataset, cfg["train"]["batch_size"], rank(), world_size())):
             if i == cfg["train"]["val_batches"]:
                 break
-            batch = add_views(to_device(batch, device), views, cfg["seed"] + 1, i, device)
-            out = model["objective"](model["encoders"], batch)
+            batch = add_views(to_device(batch, device), views, cfg["seed"] + 1, i, device, rank())
+            with autocast(device, amp_dtype):
+                out = average_step([], model["objective"](model["encoders"], batch))
             for key, value in out.items():
-                totals[key] = totals.get(key, 0.0) + float(value)
+                totals[key] = totals.get(key, 0.0) + torch.as_tensor(value, dtype=torch.float64)
             n += 1
     model.train()
-    return {k: v / max(n, 1) for k, v in totals.items()}
+    return {k: float(v) / max(n, 1) for k, v in totals.items()}
 
 
 def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer, run_dir, device,
@@ -62,42 +79,58 @@ def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer,
         {"samples_per_s": mean throughput of this session, "final_loss": last loss, "step": last step}.
     """
     tc = cfg["train"]
+    main, world = is_main(), world_size()
     last_step = tc["steps"] if not tc["stop_after_steps"] else min(tc["steps"], start_step + tc["stop_after_steps"])
-    batches = train_batches(datasets["train"], tc["batch_size"], cfg["seed"], start_step,
+    batches = train_batches(datasets["train"], tc["batch_size"], cfg["seed"], start_step, rank(), world,
                             num_workers=cfg["data"]["num_workers"], pin_memory=device.type == "cuda")
-    progress = Progress(tc["steps"], start_step, enabled=tc["progress"])
+    amp_dtype = autocast_dtype(tc["precision"], device)
+    scaler = grad_scaler(device, amp_dtype)
+    channels_last = use_channels_last(tc["channels_last"], device, model["encoders"]["x"])
+    params = [p for p in model.parameters() if p.requires_grad]
+    progress = Progress(tc["steps"], start_step, enabled=tc["progress"] and main)
     clip = tc["grad_clip"] if tc["grad_clip"] > 0 else math.inf
     model.train()
     train_seconds, samples, loss = 0.0, 0, float("nan")
     for step in range(start_step + 1, last_step + 1):
         began = time.perf_counter()
-        batch = add_views(to_device(next(batches), device), views, cfg["seed"], step, device)
-        out = model["objective"](model["encoders"], batch)
+        batch = to_device(next(batches), device)
+        batch = to_channels_last(batch) if channels_last else batch
+        waited = time.perf_counter() - began
+        batch = add_views(batch, views, cfg["seed"], step, device, rank())
+        with autocast(device, amp_dtype):
+            out = model["objective"](model["encoders"], batch)
         optimizer.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        optimizer.step()
+        scaler.scale(out["loss"]).backward()
+        out = average_step(params, out)  # torchrun: mean gradients and logged scalars over ranks
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
         if hasattr(model["objective"], "on_step_end"):  # e.g. MoCo's momentum update
             model["objective"].on_step_end(model["encoders"])
         seconds = time.perf_counter() - began
-        train_seconds, samples = train_seconds + seconds, samples + len(batch["x"])
+        step_samples = len(batch["x"]) * world
+        train_seconds, samples = train_seconds + seconds, samples + step_samples
         loss = out["loss"].item()
 
-        if step % tc["log_every"] == 0 or step == tc["steps"]:
+        if main and (step % tc["log_every"] == 0 or step == tc["steps"]):
             writer.add_scalar("train/loss", loss, step)
             for key, value in out.items():
                 if key != "loss":
                     writer.add_scalar(f"train/{key}", float(value), step)
             writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
             writer.add_scalar("train/grad_norm", float(grad_norm), step)
-            writer.add_scalar("train/samples_per_s", len(batch["x"]) / seconds, step)
+            writer.add_scalar("train/samples_per_s", step_samples / seconds, step)
+            writer.add_scalar("train/data_wait_frac", waited / seconds, step)
         if tc["val_every"] and (step % tc["val_every"] == 0 or step == tc["steps"]):
-            for key, value in validate(model, views, datasets["val"], cfg, device).items():
+            val = validate(model, views, datasets["val"], cfg, device, amp_dtype)  # every rank: it gathers
+            for key, value in val.items() if main else ():
                 writer.add_scalar(f"val/{key}", value, step)
-        if step % tc["checkpoint_every"] == 0 or step == last_step:
+        if main and (step % tc["checkpoint_every"] == 0 or step == last_step):
             checkpoint.save(run_dir / "checkpoints" / "last.pt", step, model, optimizer, scheduler)
-        progress.update(step, loss, len(batch["x"]) / seconds)
-    writer.flush()
+        progress.update(step, loss, step_samples / seconds)
+    if main:
+        writer.flush()
     return {"samples_per_s": samples / train_seconds if train_seconds else 0.0, "final_loss": loss,
             "step": last_step}
