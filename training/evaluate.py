@@ -1,80 +1,200 @@
-"""Frozen-encoder evaluation: embeddings and a linear probe.
+"""Frozen-encoder evaluation: one embedding pass per split and encoder, then every protocol.
 
-Protocol (fixed, nothing chosen by looking at test): embed train and test
-splits with the frozen encoder in eval mode; standardize with train
-statistics; fit a multinomial logistic regression on train only (full batch,
-AdamW, ``probe_epochs`` epochs at ``probe_lr``, weight decay
-``probe_weight_decay``, seeded); report accuracy once on test.
+Protocols (all fixed in advance; nothing is chosen by looking at test):
+
+- ``linear_probe_acc``: standardize with train statistics, fit a multinomial
+  logistic regression on train only (full batch, AdamW, ``eval.probe_epochs``
+  epochs at ``eval.probe_lr``, weight decay ``eval.probe_weight_decay``, seeded
+  by ``seed``), report accuracy once on test.
+- ``knn_acc``: weighted kNN (``metrics.knn_predict``), train split as the bank,
+  test as queries, k = ``eval.knn_k``, votes exp(cos / ``eval.knn_temperature``).
+- ``alignment``, ``uniformity``, ``effective_rank`` on the test embeddings
+  (positives for alignment = same-class pairs, for every objective alike).
+- paired objectives only, in the joint space the objective trained
+  (``PairedObjective.embed_x`` / ``embed_text``) on the test split:
+  ``retrieval_r{1,5,10}_{x2t,t2x}``, ``retrieval_medr_{x2t,t2x}`` and
+  ``zero_shot_acc`` (prompts ``eval.zero_shot_template`` filled with each class name).
+
+The metrics above use the encoder's ``embedding`` output (what a downstream
+user would take), except retrieval and zero-shot. ``floor`` repeats every
+protocol with the random-init model the run started from.
 """
 from __future__ import annotations
 
+import contextlib
+import time
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from errors import UserError
 from objectives.inputs import encode
+from objectives.paired import PairedObjective
+from training import eval_logging, metrics
 from training.data import eval_loader, to_device
 
 
+class _Computed(nn.Module):
+    """A stand-in x encoder returning an embedding already computed for this batch, so that
+    ``objective.embed_x`` maps it into the joint space without running the encoder twice."""
+
+    def __init__(self, embedding: torch.Tensor):
+        super().__init__()
+        self.embedding = embedding
+
+    def forward(self, x, mask=None) -> dict:
+        return {"embedding": self.embedding}
+
+
+def is_paired(model) -> bool:
+    return isinstance(model["objective"], PairedObjective) and "text" in model["encoders"]
+
+
+@contextlib.contextmanager
+def frozen(*modules):
+    """Eval mode (no dropout, BatchNorm running statistics) for ``modules``, restored on exit."""
+    modules = [m for m in modules if m is not None]
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, modes):
+            m.train(mode)
+
+
 @torch.no_grad()
-def embed(encoder, dataset, batch_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Embeddings (N, D) float32 on CPU and labels (N,) of a whole split, in order."""
-    was_training = encoder.training
-    encoder.eval()
-    embeddings, labels = [], []
-    for batch in eval_loader(dataset, batch_size):
-        batch = to_device(batch, device)
-        embeddings.append(encode(encoder, batch)["embedding"].float().cpu())
-        labels.append(batch["label"].cpu())
-    encoder.train(was_training)
-    return torch.cat(embeddings), torch.cat(labels)
-
-
-def linear_probe(train_x, train_y, test_x, test_y, epochs: int = 100, lr: float = 0.01,
-                 weight_decay: float = 1e-4, seed: int = 0) -> float:
-    """Test accuracy of a logistic regression fit on (train_x, train_y) only.
-
-    Args:
-        train_x: (N, D) float; train_y: (N,) long in [0, C).
-        test_x: (M, D) float; test_y: (M,) long.
+def embed(encoder, dataset, batch_size: int, device, objective=None, text_encoder=None) -> dict:
+    """One in-order pass over a split with ``encoder`` (call it inside ``frozen``).
 
     Returns:
-        accuracy on the test embeddings, a float in [0, 1].
+        {"embedding": (N, D) float32 CPU, "label": (N,) long} and, when ``objective`` is a
+        ``PairedObjective``, "joint": (N, P) its ``embed_x`` of the same batches.
     """
+    out: dict[str, list] = {"embedding": [], "label": [], "joint": []}
+    for batch in eval_loader(dataset, batch_size):
+        batch = to_device(batch, device)
+        embedding = encode(encoder, batch)["embedding"]
+        out["embedding"].append(embedding.float().cpu())
+        out["label"].append(batch["label"].cpu())
+        if objective is not None:
+            joint = objective.embed_x({"x": _Computed(embedding), "text": text_encoder}, batch)
+            out["joint"].append(joint.float().cpu())
+    return {k: torch.cat(v) for k, v in out.items() if v}
+
+
+@torch.no_grad()
+def embed_texts(objective, encoders, texts: list[str], batch_size: int) -> torch.Tensor:
+    """Joint-space embeddings (M, P) float32 CPU of M strings (``objective.embed_text``; inside ``frozen``)."""
+    return torch.cat([objective.embed_text(encoders, texts[i:i + batch_size]).float().cpu()
+                      for i in range(0, len(texts), batch_size)])
+
+
+class LinearProbe(NamedTuple):
+    """A fitted probe: standardization (train mean, std: (D,)) and logistic regression (weight (D, C), bias (C,))."""
+    mean: torch.Tensor
+    std: torch.Tensor
+    weight: torch.Tensor
+    bias: torch.Tensor
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return (((x - self.mean) / self.std) @ self.weight + self.bias).argmax(1)
+
+
+def fit_linear_probe(train_x, train_y, n_classes: int, epochs: int = 100, lr: float = 0.01,
+                     weight_decay: float = 1e-4, seed: int = 0) -> LinearProbe:
+    """Logistic regression on (train_x (N, D), train_y (N,) long in [0, n_classes)) only."""
     mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
-    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
-    n_classes = int(max(train_y.max(), test_y.max())) + 1
+    x = (train_x - mean) / std
     generator = torch.Generator().manual_seed(seed)
-    weight = (torch.randn(train_x.shape[1], n_classes, generator=generator) * 0.01).requires_grad_()
+    weight = (torch.randn(x.shape[1], n_classes, generator=generator) * 0.01).requires_grad_()
     bias = torch.zeros(n_classes, requires_grad=True)
     optimizer = torch.optim.AdamW([weight, bias], lr=lr, weight_decay=weight_decay)
     with torch.enable_grad():
         for _ in range(epochs):
             optimizer.zero_grad()
-            F.cross_entropy(train_x @ weight + bias, train_y).backward()
+            F.cross_entropy(x @ weight + bias, train_y).backward()
             optimizer.step()
-    with torch.no_grad():
-        return ((test_x @ weight + bias).argmax(1) == test_y).float().mean().item()
+    return LinearProbe(mean, std, weight.detach(), bias.detach())
 
 
-def probe_encoder(encoder, datasets: dict, cfg: dict, device) -> dict:
-    """{'linear_probe_acc': ...} for one encoder: fit on train, report on test."""
+def linear_probe(train_x, train_y, test_x, test_y, n_classes: int, epochs: int = 100, lr: float = 0.01,
+                 weight_decay: float = 1e-4, seed: int = 0) -> tuple[float, LinearProbe]:
+    """(test accuracy in [0, 1], the probe) of ``fit_linear_probe`` on train, scored once on test."""
+    probe = fit_linear_probe(train_x, train_y, n_classes, epochs, lr, weight_decay, seed)
+    return (probe.predict(test_x) == test_y).float().mean().item(), probe
+
+
+def prompts(classes, template: str) -> list[str]:
+    """Zero-shot prompts: ``template`` with '{}' replaced by each readable class name ('dog_bark' -> 'dog bark').
+
+    Raises:
+        UserError: the template has no '{}'.
+    """
+    if "{}" not in template:
+        raise UserError(f"eval.zero_shot_template '{template}' must contain '{{}}' where the class name goes")
+    return [template.replace("{}", str(name).replace("_", " ").strip()) for name in classes]
+
+
+def evaluate_model(encoders, objective, datasets: dict, cfg: dict, device) -> tuple[dict, dict]:
+    """Every protocol for one model; returns (metrics, test embeddings for logging)."""
+    with frozen(*encoders.values(), objective):
+        return _evaluate_model(encoders, objective, datasets, cfg, device)
+
+
+def _evaluate_model(encoders, objective, datasets: dict, cfg: dict, device) -> tuple[dict, dict]:
     ev = cfg["eval"]
-    train_x, train_y = embed(encoder, datasets["train"], ev["batch_size"], device)
-    test_x, test_y = embed(encoder, datasets["test"], ev["batch_size"], device)
-    acc = linear_probe(train_x, train_y, test_x, test_y, ev["probe_epochs"], ev["probe_lr"],
-                       ev["probe_weight_decay"], cfg["seed"])
-    return {"linear_probe_acc": acc}
+    train_set, test_set = datasets["train"], datasets["test"]
+    paired = objective if isinstance(objective, PairedObjective) and "text" in encoders else None
+    text_encoder = encoders["text"] if paired is not None else None
+    train = embed(encoders["x"], train_set, ev["batch_size"], device)
+    test = embed(encoders["x"], test_set, ev["batch_size"], device, paired, text_encoder)
+    n_classes = max(len(train_set.classes), int(train["label"].max()) + 1)
+
+    acc, _ = linear_probe(train["embedding"], train["label"], test["embedding"], test["label"], n_classes,
+                          ev["probe_epochs"], ev["probe_lr"], ev["probe_weight_decay"], cfg["seed"])
+    out = {"linear_probe_acc": acc,
+           "knn_acc": metrics.knn_accuracy(train["embedding"], train["label"], test["embedding"], test["label"],
+                                           n_classes, ev["knn_k"], ev["knn_temperature"]),
+           "alignment": metrics.alignment(test["embedding"], test["label"]),
+           "uniformity": metrics.uniformity(test["embedding"]),
+           "effective_rank": metrics.effective_rank(test["embedding"])}
+    if paired is not None:
+        test["text"] = embed_texts(paired, encoders, list(test_set.captions), ev["batch_size"])
+        class_texts = embed_texts(paired, encoders, prompts(test_set.classes, ev["zero_shot_template"]),
+                                  ev["batch_size"])
+        out.update(metrics.retrieval_metrics(test["joint"], test["text"], torch.arange(len(test_set))))
+        out["zero_shot_acc"] = (metrics.zero_shot_predict(test["joint"], class_texts) == test["label"]).float().mean().item()
+    return out, test
+
+
+def floor_model(cfg: dict, datasets: dict, floor_encoder, device) -> nn.ModuleDict:
+    """The random-init model the run started from: ``floor_encoder`` as x and, for paired
+    objectives, the text encoder and heads ``build_model`` makes from the same seed."""
+    # Imported here: training.experiment imports this module.
+    from training.experiment import build_model
+
+    model = build_model(cfg, datasets["train"]).to(device)
+    model["encoders"]["x"] = floor_encoder
+    return model
 
 
 def evaluate_run(cfg: dict, model, floor_encoder, datasets: dict, device, writer, step: int) -> dict:
-    """Every protocol on the trained encoder and on ``floor_encoder`` (its random init).
+    """Every protocol on the trained model and on its random init (the floor).
 
-    Logs ``eval/<metric>`` and ``eval/floor_<metric>`` at ``step`` and returns
-    {"metrics": {...}, "floor": {...}} with the same keys, merged into results.json.
+    Logs ``eval/<metric>`` and ``eval/floor_<metric>`` at ``step``, the hparams entry
+    and the TensorBoard extras (``eval_logging``); returns {"metrics": {...},
+    "floor": {...}, "eval_time_s": seconds}, merged into results.json.
     """
-    metrics = probe_encoder(model["encoders"]["x"], datasets, cfg, device)
-    floor = probe_encoder(floor_encoder, datasets, cfg, device)
-    for key, value in metrics.items():
-        writer.add_scalar(f"eval/{key}", value, step)
-        writer.add_scalar(f"eval/floor_{key}", floor[key], step)
-    return {"metrics": metrics, "floor": floor}
+    began = time.time()
+    trained, trained_test = evaluate_model(model["encoders"], model["objective"], datasets, cfg, device)
+    floor_parts = floor_model(cfg, datasets, floor_encoder, device) if is_paired(model) else None
+    if floor_parts is None:
+        floor, floor_test = evaluate_model({"x": floor_encoder}, None, datasets, cfg, device)
+    else:
+        floor, floor_test = evaluate_model(floor_parts["encoders"], floor_parts["objective"], datasets, cfg, device)
+    eval_logging.log_all(writer, cfg, step, datasets["test"], trained, floor, trained_test, floor_test)
+    return {"metrics": trained, "floor": floor, "eval_time_s": round(time.time() - began, 2)}
