@@ -75,8 +75,12 @@ def apply_speed_settings(cfg: dict, model: nn.ModuleDict, device: torch.device) 
 
     Call after the model is on ``device`` and the optimizer is built (compile
     keeps the same parameters). Returns whether batches should be channels-last.
+
+    Raises:
+        UserError: a bad ``train.precision`` or ``train.channels_last`` (see above).
     """
     tc = cfg["train"]
+    autocast_dtype(tc["precision"], device)  # a bad precision fails here, before the run directory exists
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = tc["tf32"]
         torch.backends.cudnn.allow_tf32 = tc["tf32"]
