@@ -14,7 +14,6 @@
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -42,8 +41,10 @@ def log_all(writer, cfg: dict, step: int, test_set, trained: dict, floor: dict, 
 
 def log_scalars(writer, step: int, trained: dict, floor: dict) -> None:
     for key, value in trained.items():
-        writer.add_scalar(f"eval/{key}", value, step)
-        writer.add_scalar(f"eval/floor_{key}", floor[key], step)
+        if value is not None:
+            writer.add_scalar(f"eval/{key}", value, step)
+        if floor.get(key) is not None:
+            writer.add_scalar(f"eval/floor_{key}", floor[key], step)
 
 
 def hparam_values(cfg: dict) -> dict:
@@ -61,7 +62,7 @@ def hparam_values(cfg: dict) -> dict:
 def log_hparams(writer, cfg: dict, trained: dict) -> None:
     """One hparams entry for this run, in its own folder: the three hparams summaries
     go through ``writer.file_writer``; the metric values are the ``eval/*`` scalars."""
-    metric_dict = {f"eval/{k}": v for k, v in trained.items() if not math.isnan(v)}
+    metric_dict = {f"eval/{k}": v for k, v in trained.items() if v is not None}
     for summary in hparams(hparam_values(cfg), metric_dict):
         writer.file_writer.add_summary(summary)
 

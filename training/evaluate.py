@@ -22,6 +22,7 @@ protocol with the random-init model the run started from.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from typing import NamedTuple
 
@@ -185,7 +186,8 @@ def floor_model(cfg: dict, datasets: dict, floor_encoder, device) -> nn.ModuleDi
 def evaluate_run(cfg: dict, model, floor_encoder, datasets: dict, device, writer, step: int) -> dict:
     """Every protocol on the trained model and on its random init (the floor).
 
-    Logs ``eval/<metric>`` and ``eval/floor_<metric>`` at ``step``, the hparams entry
+    Logs ``eval/<metric>`` and ``eval/floor_<metric>`` at ``step`` (undefined metrics are None
+    and skipped), the hparams entry
     and the TensorBoard extras (``eval_logging``); returns {"metrics": {...},
     "floor": {...}, "eval_time_s": seconds}, merged into results.json.
     """
@@ -196,5 +198,12 @@ def evaluate_run(cfg: dict, model, floor_encoder, datasets: dict, device, writer
         floor, floor_test = evaluate_model({"x": floor_encoder}, None, datasets, cfg, device)
     else:
         floor, floor_test = evaluate_model(floor_parts["encoders"], floor_parts["objective"], datasets, cfg, device)
+    trained, floor = defined(trained), defined(floor)
     eval_logging.log_all(writer, cfg, step, datasets["test"], trained, floor, trained_test, floor_test)
     return {"metrics": trained, "floor": floor, "eval_time_s": round(time.time() - began, 2)}
+
+
+def defined(values: dict) -> dict:
+    """NaN (a metric undefined on this data, e.g. alignment with no two test samples of a class) -> None,
+    which results.json writes as null (json.dumps would write NaN, which is not JSON)."""
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in values.items()}
