@@ -1,14 +1,26 @@
-"""Checkpoints: written atomically, read without executing code.
+"""Checkpoints: written atomically, kept one generation back, checked on reading, read without executing code.
 
 A checkpoint is a plain dict of tensors, numbers and strings:
-``{"step", "model", "optimizer", "scheduler", "rng": {"torch", "cuda"}}``.
-It is saved to a temporary file in the same folder and renamed over
-``last.pt``, so a crash mid-write never leaves a half-written ``last.pt``.
-Loading uses ``torch.load(..., weights_only=True)``: unpickling cannot run code.
+``{"step", "model", "optimizer", "scheduler", "rng": {"torch", "cuda"}, "checksum"}``.
+It is saved to a temporary file in the same folder (flushed and fsynced) and
+renamed over ``last.pt``, so a crash or SIGKILL mid-write never leaves a
+half-written ``last.pt``. Before the rename the old ``last.pt`` becomes
+``previous.pt`` (a hard link, so ``last.pt`` exists at every instant).
+``checksum`` is a CRC32 of every value, checked by ``load``: a damaged file
+(truncated, or with flipped bytes inside tensor data, which ``torch.load``
+alone does not notice) is an error naming the file and, when
+``previous.pt`` is intact, the command that puts it back. Loading uses
+``torch.load(..., weights_only=True)``: unpickling cannot run code.
+
+``set_deterministic`` (``train.deterministic``) makes GPU kernels
+deterministic; on CPU, runs with the same thread count are already
+bit-for-bit repeatable and a resumed run equals an uninterrupted one.
 """
 from __future__ import annotations
 
 import os
+import shutil
+import zlib
 from pathlib import Path
 
 import torch
@@ -33,36 +45,95 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def checksum(value, crc: int = 0) -> int:
+    """CRC32 over a nested state: tensor bytes, dtypes and shapes, keys, and the repr of other values."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            crc = checksum(item, zlib.crc32(repr(key).encode(), crc))
+        return crc
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            crc = checksum(item, crc)
+        return crc
+    if torch.is_tensor(value):
+        flat = value.detach().cpu().contiguous().reshape(-1)
+        crc = zlib.crc32(f"{flat.dtype}{tuple(value.shape)}".encode(), crc)
+        return zlib.crc32(flat.view(torch.uint8).numpy().data, crc) if flat.numel() else crc
+    return zlib.crc32(repr(value).encode(), crc)
+
+
 def save(path: Path, step: int, model, optimizer, scheduler) -> None:
-    """Write the training state atomically (temporary file, fsync, rename)."""
+    """Write the training state atomically (temporary file, fsync, rename); the old ``path``
+    becomes ``previous.pt`` in the same folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "rng": rng_state()}
+    state["checksum"] = checksum(state)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        if path.exists():
+            keep = path.with_name(f".previous.pt.tmp-{os.getpid()}")
+            keep.unlink(missing_ok=True)
+            try:
+                os.link(path, keep)
+            except OSError:  # a file system without hard links
+                shutil.copy2(path, keep)
+            os.replace(keep, path.with_name("previous.pt"))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read(path: Path) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001  (torch raises several types for a damaged file)
+        raise CheckpointError(f"checkpoint '{path}' cannot be read ({type(err).__name__}: {err}".split("\n")[0]
+                              + ")") from None
+    if not isinstance(state, dict) or "step" not in state or "model" not in state:
+        raise CheckpointError(f"'{path}' is not a training checkpoint of this codebase")
+    if "checksum" in state and checksum({k: v for k, v in state.items() if k != "checksum"}) != state["checksum"]:
+        raise CheckpointError(f"checkpoint '{path}' cannot be read (its checksum does not match: the file is damaged)")
+    return state
 
 
 def load(path: Path) -> dict:
-    """Read a checkpoint safely (``weights_only=True``).
+    """Read a checkpoint safely (``weights_only=True``) and check its checksum.
 
     Raises:
-        CheckpointError: the file is missing or is not a readable checkpoint.
+        CheckpointError: the file is missing, damaged or not a checkpoint; when it is damaged
+            and ``previous.pt`` beside it is intact, the message gives the command to use that one.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at '{path}'")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for a damaged file
-        raise CheckpointError(f"checkpoint '{path}' cannot be read ({type(err).__name__}: {err})".split("\n")[0]) from None
-    if not isinstance(state, dict) or "step" not in state or "model" not in state:
-        raise CheckpointError(f"'{path}' is not a training checkpoint of this codebase")
-    return state
+        return _read(path)
+    except CheckpointError as err:
+        previous = path.with_name("previous.pt")
+        if path.name == "previous.pt" or not previous.is_file():
+            raise
+        try:
+            step = _read(previous)["step"]
+        except CheckpointError:
+            raise err from None
+        raise CheckpointError(f"{err}; the previous checkpoint '{previous}' (step {step}) is intact: "
+                              f"`cp {previous} {path}`, then resume again") from None
+
+
+def set_deterministic(enabled: bool) -> None:
+    """``train.deterministic``: deterministic kernels (``torch.use_deterministic_algorithms``,
+    no cuDNN autotuning; cuBLAS needs ``CUBLAS_WORKSPACE_CONFIG``, set here if unset). An op
+    without a deterministic implementation then raises instead of running."""
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(enabled)
 
 
 def restore(state: dict, model, optimizer, scheduler) -> int:

@@ -18,9 +18,10 @@ import time
 
 import torch
 
-from training import checkpoint
+from training import checkpoint, grad_cache
 from training.data import to_device, train_batches, val_loader
 from training.distributed import average_step, is_main, rank, world_size
+from training.nonfinite import NonFiniteGuard
 from training.precision import (
     autocast,
     autocast_dtype,
@@ -29,6 +30,7 @@ from training.precision import (
     use_channels_last,
 )
 from training.progress import Progress
+from training.signals import GracefulStop
 
 
 def view_generator(seed: int, step: int, device, rank: int = 0) -> torch.Generator:
@@ -81,7 +83,8 @@ def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer,
     tc = cfg["train"]
     main, world = is_main(), world_size()
     last_step = tc["steps"] if not tc["stop_after_steps"] else min(tc["steps"], start_step + tc["stop_after_steps"])
-    batches = train_batches(datasets["train"], tc["batch_size"], cfg["seed"], start_step, rank(), world,
+    accumulate = tc["accumulate_steps"]  # micro-batches per step, each with only its own negatives
+    batches = train_batches(datasets["train"], tc["batch_size"], cfg["seed"], start_step * accumulate, rank(), world,
                             num_workers=cfg["data"]["num_workers"], pin_memory=device.type == "cuda")
     amp_dtype = autocast_dtype(tc["precision"], device)
     scaler = grad_scaler(device, amp_dtype)
@@ -89,28 +92,37 @@ def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer,
     params = [p for p in model.parameters() if p.requires_grad]
     progress = Progress(tc["steps"], start_step, enabled=tc["progress"] and main)
     clip = tc["grad_clip"] if tc["grad_clip"] > 0 else math.inf
+    grad_cache.check(tc, model["objective"], cfg["objective"]["name"])
+    checkpoint.set_deterministic(tc["deterministic"])
+    guard = NonFiniteGuard(tc["max_nonfinite_in_row"], writer if main else None, not scaler.is_enabled())
+    stop = GracefulStop()  # SIGTERM/SIGINT only raise a flag while training (training/signals.py)
     model.train()
     train_seconds, samples, loss = 0.0, 0, float("nan")
     for step in range(start_step + 1, last_step + 1):
-        began = time.perf_counter()
-        batch = to_device(next(batches), device)
-        batch = to_channels_last(batch) if channels_last else batch
-        waited = time.perf_counter() - began
-        batch = add_views(batch, views, cfg["seed"], step, device, rank())
-        with autocast(device, amp_dtype):
-            out = model["objective"](model["encoders"], batch)
+        began, waited, outs = time.perf_counter(), 0.0, []
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(out["loss"]).backward()
-        out = average_step(params, out)  # torchrun: mean gradients and logged scalars over ranks
+        for micro in range(accumulate):
+            fetched = time.perf_counter()
+            batch = to_device(next(batches), device)
+            batch = to_channels_last(batch) if channels_last else batch
+            waited += time.perf_counter() - fetched
+            batch = add_views(batch, views, cfg["seed"], (step - 1) * accumulate + micro + 1, device, rank())
+            # forward + backward, or the gradient cache (train.grad_cache_chunk): every backward of the step
+            outs.append(grad_cache.backward(model["objective"], model["encoders"], batch, tc["grad_cache_chunk"],
+                                            lambda loss: scaler.scale(loss / accumulate),
+                                            lambda: autocast(device, amp_dtype)))
+        out = average_step(params, grad_cache.mean_outputs(outs))  # torchrun: mean gradients and scalars over ranks
         scaler.unscale_(optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
-        scaler.step(optimizer)
+        finite = guard.check(out["loss"], grad_norm, step)  # non-finite: no update, counted; N in a row: error
+        if finite:
+            scaler.step(optimizer)
         scaler.update()
         scheduler.step()
-        if hasattr(model["objective"], "on_step_end"):  # e.g. MoCo's momentum update
+        if finite and hasattr(model["objective"], "on_step_end"):  # e.g. MoCo's momentum update
             model["objective"].on_step_end(model["encoders"])
         seconds = time.perf_counter() - began
-        step_samples = len(batch["x"]) * world
+        step_samples = len(batch["x"]) * world * accumulate
         train_seconds, samples = train_seconds + seconds, samples + step_samples
         loss = out["loss"].item()
 
@@ -127,9 +139,13 @@ def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer,
             val = validate(model, views, datasets["val"], cfg, device, amp_dtype)  # every rank: it gathers
             for key, value in val.items() if main else ():
                 writer.add_scalar(f"val/{key}", value, step)
-        if main and (step % tc["checkpoint_every"] == 0 or step == last_step):
+        stopping = stop.requested(device)
+        if main and not guard.in_row and (step % tc["checkpoint_every"] == 0 or step == last_step or stopping):
             checkpoint.save(run_dir / "checkpoints" / "last.pt", step, model, optimizer, scheduler)
         progress.update(step, loss, step_samples / seconds)
+        if stopping:  # exits with 128 + signal number after closing the writer
+            stop.exit(step, tc["steps"], run_dir, writer if main else None)
+    stop.uninstall()
     if main:
         writer.flush()
     return {"samples_per_s": samples / train_seconds if train_seconds else 0.0, "final_loss": loss,
