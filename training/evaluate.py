@@ -186,8 +186,8 @@ def floor_model(cfg: dict, datasets: dict, floor_encoder, device) -> nn.ModuleDi
 def evaluate_run(cfg: dict, model, floor_encoder, datasets: dict, device, writer, step: int) -> dict:
     """Every protocol on the trained model and on its random init (the floor).
 
-    Logs ``eval/<metric>`` and ``eval/floor_<metric>`` at ``step`` (undefined metrics are None
-    and skipped), the hparams entry
+    Logs ``eval/<metric>`` and ``eval/floor_<metric>`` at ``step`` (metrics undefined on the
+    data are left out), the hparams entry
     and the TensorBoard extras (``eval_logging``); returns {"metrics": {...},
     "floor": {...}, "eval_time_s": seconds}, merged into results.json.
     """
@@ -204,6 +204,6 @@ def evaluate_run(cfg: dict, model, floor_encoder, datasets: dict, device, writer
 
 
 def defined(values: dict) -> dict:
-    """NaN (a metric undefined on this data, e.g. alignment with no two test samples of a class) -> None,
-    which results.json writes as null (json.dumps would write NaN, which is not JSON)."""
-    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in values.items()}
+    """``values`` without NaN entries: a metric undefined on this data (alignment when no class has
+    two test samples) is left out of results.json, never written as NaN (which is not JSON)."""
+    return {k: v for k, v in values.items() if not (isinstance(v, float) and math.isnan(v))}

@@ -150,11 +150,12 @@ def uniformity(x: torch.Tensor, t: float = 2.0) -> float:
 def effective_rank(x: torch.Tensor) -> float:
     """Effective rank (Roy & Vetterli 2007) of the centered embeddings (N, D): exp(H(p)) with
     p = sigma / sum(sigma) the normalized singular values and 0 log 0 = 0. Between 1 and
-    min(N, D); near 1 means the embeddings collapsed onto a line. NaN when all rows are equal."""
+    min(N, D); near 1 means the embeddings collapsed onto a line; 0 when all rows are equal
+    (complete collapse: the centered matrix is zero, as is its rank)."""
     centered = x.double() - x.double().mean(0)
     sigma = torch.linalg.svdvals(centered)
-    if sigma.sum() <= 0:
-        return math.nan
+    if sigma.sum() <= 1e-12 * max(1.0, x.double().abs().max().item()):
+        return 0.0
     p = sigma / sigma.sum()
     p = p[p > 0]
     return math.exp(-(p * p.log()).sum().item())
