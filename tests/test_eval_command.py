@@ -1,0 +1,121 @@
+"""`run.py eval RUN_DIR` end to end on a tiny trained paired run, and what the evaluation writes to TensorBoard."""
+import json
+
+import pytest
+import torch
+from conftest import TINY, run_cli
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+PAIRED_KEYS = {"linear_probe_acc", "knn_acc", "alignment", "uniformity", "effective_rank", "zero_shot_acc",
+               *(f"retrieval_{m}_{d}" for m in ("r1", "r5", "r10", "medr") for d in ("x2t", "t2x"))}
+
+
+def events(run_dir) -> EventAccumulator:
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0, "audio": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
+@pytest.fixture(scope="module")
+def trained_clap(tmp_path_factory):
+    """A 3-step audio CLAP run (train 4 clips per class, test 2)."""
+    run_dir = tmp_path_factory.mktemp("eval") / "run"
+    done = run_cli("--modality", "audio", "--objective", "clap", "--run-dir", run_dir, "train.steps=3",
+                   "train.batch_size=8", "train.progress=false", "eval.probe_epochs=5", "objective.proj_dim=16",
+                   "model.text.text_transformer.width=16", "model.text.text_transformer.layers=1", *TINY["audio"])
+    assert done.returncode == 0, done.stderr
+    return run_dir
+
+
+def test_training_writes_every_paired_metric_and_its_floor(trained_clap):
+    results = json.loads((trained_clap / "results.json").read_text())
+    assert set(results["metrics"]) == set(results["floor"]) == PAIRED_KEYS
+    assert results["eval_time_s"] > 0
+    for m in (results["metrics"], results["floor"]):
+        for key in ("linear_probe_acc", "knn_acc", "zero_shot_acc", "retrieval_r1_x2t", "retrieval_r10_t2x"):
+            assert 0.0 <= m[key] <= 1.0, key
+        assert m["retrieval_r1_x2t"] <= m["retrieval_r5_x2t"] <= m["retrieval_r10_x2t"]
+        assert 1 <= m["retrieval_medr_t2x"] <= 16  # 16 test clips, one caption each
+        assert 0.0 <= m["alignment"] <= 4.0 and -4.0 <= m["uniformity"] <= 0.0 and 1.0 <= m["effective_rank"] <= 16
+
+
+def test_tensorboard_gets_eval_scalars_hparams_projector_audio_and_similarity(trained_clap):
+    acc = events(trained_clap)
+    tags = acc.Tags()
+    for key in PAIRED_KEYS:
+        assert f"eval/{key}" in tags["scalars"] and f"eval/floor_{key}" in tags["scalars"], key
+    assert "train/logit_scale" in tags["scalars"]  # CLAP's learnt scale, one point per step
+    assert [s.step for s in acc.Scalars("train/logit_scale")] == [1, 2, 3]
+    assert "eval/similarity_matrix" in tags["images"]
+    assert any(t.startswith("eval/audio/") for t in tags["audio"])
+
+    # hparams: one entry in the run's own folder (no sub-folder run), naming the run and its metrics.
+    start = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    hparams = plugin_data_pb2.HParamsPluginData.FromString(start).session_start_info.hparams
+    assert hparams["modality"].string_value == "audio" and hparams["objective"].string_value == "clap"
+    assert hparams["steps"].number_value == 3
+    assert not list(trained_clap.glob("*/events.out.tfevents.*"))
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(
+        acc.PluginTagToContent("hparams")["_hparams_/experiment"]).experiment
+    assert {m.name.tag for m in experiment.metric_infos} == {f"eval/{k}" for k in PAIRED_KEYS}
+
+    projector = (trained_clap / "projector_config.pbtxt").read_text()
+    assert "eval_embedding:00003" in projector and "eval_floor_embedding:00003" in projector
+    metadata = (trained_clap / "00003" / "eval_embedding" / "metadata.tsv").read_text().splitlines()
+    assert metadata[0] == "class\tcaption" and len(metadata) == 1 + 16
+
+
+def test_eval_command_recomputes_the_same_numbers(trained_clap):
+    before = json.loads((trained_clap / "results.json").read_text())
+    (trained_clap / "results.json").write_text(json.dumps({**before, "metrics": {}, "floor": {}}))
+    done = run_cli("eval", trained_clap)
+    assert done.returncode == 0, done.stderr
+    assert "zero_shot_acc" in done.stdout
+    after = json.loads((trained_clap / "results.json").read_text())
+    assert after["metrics"] == before["metrics"] and after["floor"] == before["floor"]
+    assert {k: v for k, v in after.items() if k != "eval_time_s"} == {k: v for k, v in before.items()
+                                                                       if k != "eval_time_s"}
+    # The eval command logs at the checkpoint's step, in the same folder, without a second projector entry.
+    assert torch.load(trained_clap / "checkpoints" / "last.pt", weights_only=True)["step"] == 3
+    values = [e.value for e in events(trained_clap).Scalars("eval/knn_acc")]
+    assert values == [pytest.approx(before["metrics"]["knn_acc"])] * 2
+    assert (trained_clap / "projector_config.pbtxt").read_text().count("eval_embedding:00003") == 1
+
+    # A protocol override changes the numbers it should and leaves the training fields alone.
+    done = run_cli("eval", trained_clap, "eval.knn_k=1")
+    assert done.returncode == 0, done.stderr
+    changed = json.loads((trained_clap / "results.json").read_text())
+    assert changed["metrics"]["linear_probe_acc"] == before["metrics"]["linear_probe_acc"]
+    assert changed["wall_time_s"] == before["wall_time_s"]
+
+
+def test_eval_command_errors_are_one_sentence(tmp_path, trained_clap):
+    for args, fragment in [((tmp_path,), "is not a run directory"),
+                           ((trained_clap, "train.steps=5"), "only takes eval.* and device overrides")]:
+        done = run_cli("eval", *args)
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], done.stderr
+    done = run_cli("eval", "--help")
+    assert done.returncode == 0 and "RUN_DIR" in done.stdout and "eval.key=value" in done.stdout
+
+
+def test_projector_of_2d_images_carries_thumbnails(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    import modalities  # noqa: F401  (registers datasets)
+    import registry
+    from training.eval_logging import THUMBNAIL, log_projector, thumbnails
+
+    images = registry.build("dataset", "medical_builtin", split="test", seed=0, test_per_class=1)
+    thumbs = thumbnails(images, len(images))
+    assert thumbs.shape == (8, 1, THUMBNAIL, THUMBNAIL) and thumbs.min() == 0 and thumbs.max() == 1
+    series = registry.build("dataset", "sequence_builtin", split="test", seed=0, test_per_class=1, length=32)
+    assert thumbnails(series, len(series)) is None
+
+    writer = SummaryWriter(str(tmp_path))
+    log_projector(writer, "eval_embedding", {"embedding": torch.randn(8, 4), "label": images.labels}, images, 7)
+    writer.close()
+    assert (tmp_path / "00007" / "eval_embedding" / "sprite.png").is_file()
+    assert "sprite" in (tmp_path / "projector_config.pbtxt").read_text()
