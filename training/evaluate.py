@@ -186,10 +186,9 @@ def floor_model(cfg: dict, datasets: dict, floor_encoder, device) -> nn.ModuleDi
 def evaluate_run(cfg: dict, model, floor_encoder, datasets: dict, device, writer, step: int) -> dict:
     """Every protocol on the trained model and on its random init (the floor).
 
-    Logs ``eval/<metric>`` and ``eval/floor_<metric>`` at ``step`` (metrics undefined on the
-    data are left out), the hparams entry
-    and the TensorBoard extras (``eval_logging``); returns {"metrics": {...},
-    "floor": {...}, "eval_time_s": seconds}, merged into results.json.
+    Logs ``eval/<metric>`` and ``eval/floor_<metric>`` at ``step``, the hparams entry and the
+    TensorBoard extras (``eval_logging``); returns {"metrics": {...}, "floor": {...} (same keys;
+    metrics undefined on the data are left out), "eval_time_s": seconds}, merged into results.json.
     """
     began = time.time()
     trained, trained_test = evaluate_model(model["encoders"], model["objective"], datasets, cfg, device)
