@@ -30,7 +30,7 @@ from training.precision import (
     use_channels_last,
 )
 from training.progress import Progress
-from training.signals import GracefulStop
+from training.signals import GracefulStop, stops_gracefully
 
 
 def view_generator(seed: int, step: int, device, rank: int = 0) -> torch.Generator:
@@ -70,8 +70,9 @@ def validate(model, views, dataset, cfg: dict, device, amp_dtype=None) -> dict:
     return {k: float(v) / max(n, 1) for k, v in totals.items()}
 
 
+@stops_gracefully  # SIGTERM/SIGINT only raise the flag ``stop`` while train runs (training/signals.py)
 def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer, run_dir, device,
-          start_step: int = 0) -> dict:
+          start_step: int = 0, stop: GracefulStop | None = None) -> dict:
     """Train ``model`` ({"encoders": {"x"[, "text"]}, "objective"}) from ``start_step`` to ``train.steps``.
 
     Stops early, with a checkpoint, after ``train.stop_after_steps`` steps of
@@ -95,7 +96,6 @@ def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer,
     grad_cache.check(tc, model["objective"], cfg["objective"]["name"])
     checkpoint.set_deterministic(tc["deterministic"])
     guard = NonFiniteGuard(tc["max_nonfinite_in_row"], writer if main else None, not scaler.is_enabled())
-    stop = GracefulStop()  # SIGTERM/SIGINT only raise a flag while training (training/signals.py)
     model.train()
     train_seconds, samples, loss = 0.0, 0, float("nan")
     for step in range(start_step + 1, last_step + 1):
@@ -145,7 +145,6 @@ def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer,
         progress.update(step, loss, step_samples / seconds)
         if stopping:  # exits with 128 + signal number after closing the writer
             stop.exit(step, tc["steps"], run_dir, writer if main else None)
-    stop.uninstall()
     if main:
         writer.flush()
     return {"samples_per_s": samples / train_seconds if train_seconds else 0.0, "final_loss": loss,

@@ -14,6 +14,7 @@ maximum of the ranks' flags (one small all_reduce per step).
 """
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 import threading
@@ -65,3 +66,16 @@ class GracefulStop:
                   f"(checkpoints/last.pt); continue with: python run.py --resume {run_dir}", file=sys.stderr, flush=True)
         self.uninstall()
         raise SystemExit(128 + self.signum)
+
+
+def stops_gracefully(train):
+    """Decorator: calls ``train(..., stop=GracefulStop())`` with the handlers installed for
+    that call only (put back however it ends, exceptions included)."""
+    @functools.wraps(train)
+    def wrapper(*args, **kwargs):
+        stop = GracefulStop()
+        try:
+            return train(*args, stop=stop, **kwargs)
+        finally:
+            stop.uninstall()
+    return wrapper

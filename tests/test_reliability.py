@@ -1,0 +1,113 @@
+"""Non-finite steps (training/nonfinite.py) and damaged checkpoints (training/checkpoint.py).
+
+The non-finite run is a real training run in this process with a real
+registered objective whose loss is NaN on chosen steps (as a diverging run's
+would be); it records the encoder's parameters at every step, so the test can
+see that a skipped step changed nothing. TensorBoard is read back from the
+real event file.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import TINY_AUDIO, run_cli
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import nn
+
+import config as config_lib
+import modalities  # noqa: F401  (registers encoders, datasets, views)
+import objectives  # noqa: F401  (registers objectives)
+import registry
+from objectives.inputs import encode
+from training import checkpoint
+from training.nonfinite import NonFiniteError
+
+NAN_STEPS = {3, 6, 7, 8}  # step 3 alone, then three in a row: the run stops at step 8
+SEEN: list[dict] = []  # the encoder's parameters at the start of each training step
+
+
+class NaNOnChosenSteps(nn.Module):
+    """Mean squared embedding, multiplied by NaN on the training steps in NAN_STEPS."""
+
+    def __init__(self, encoders: dict, n_classes: int):
+        super().__init__()
+
+    def forward(self, encoders: dict, batch: dict) -> dict:
+        SEEN.append({k: v.detach().clone() for k, v in encoders["x"].state_dict().items()})
+        loss = encode(encoders["x"], batch)["embedding"].pow(2).mean()
+        return {"loss": loss * float("nan") if len(SEEN) in NAN_STEPS else loss}
+
+
+def same(a: dict, b: dict) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture
+def nan_objective():
+    """NaNOnChosenSteps registered for one test (other tests list every registered objective)."""
+    registry.register("objective", "nan_on_chosen_steps", needs=("embedding",))(NaNOnChosenSteps)
+    SEEN.clear()
+    yield "nan_on_chosen_steps"
+    del registry._ENTRIES["objective"]["nan_on_chosen_steps"]  # the registry has no public unregister
+
+
+def test_nonfinite_steps_are_skipped_counted_and_stop_the_run(tmp_path, nan_objective):
+    from training.experiment import run_experiment
+
+    cfg = config_lib.load_config("audio", nan_objective, overrides=[
+        *(o for o in TINY_AUDIO if not o.startswith("objective.")), "train.steps=12", "train.checkpoint_every=1", "train.val_every=0", "train.max_nonfinite_in_row=3"])
+    run_dir = tmp_path / "run"
+    with pytest.raises(NonFiniteError, match="non-finite .* for 3 steps in a row, up to step 8") as err:
+        run_experiment(cfg, run_dir)
+    assert "optim.lr" in str(err.value)
+    assert len(SEEN) == 8
+    # SEEN[i] holds the parameters before step i + 1: step 3 changed nothing, steps 2 and 4 did.
+    assert same(SEEN[2], SEEN[3]) and not same(SEEN[1], SEEN[2]) and not same(SEEN[3], SEEN[4])
+    assert same(SEEN[5], SEEN[6]) and same(SEEN[6], SEEN[7])
+    # The checkpoint is the last good step's, with the parameters the NaN steps left untouched.
+    state = checkpoint.load(run_dir / "checkpoints" / "last.pt")
+    assert state["step"] == 5
+    saved = {k[len("encoders.x."):]: v for k, v in state["model"].items() if k.startswith("encoders.x.")}
+    assert same(SEEN[7], saved)
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    counted = [(e.step, e.value) for e in acc.Scalars("train/nonfinite_steps")]
+    assert counted == [(3, 1.0), (6, 2.0), (7, 3.0), (8, 4.0)]
+
+
+def test_damaged_last_checkpoint_names_the_file_and_the_intact_previous_one(tmp_path):
+    run_dir = tmp_path / "run"
+    done = run_cli("--run-dir", run_dir, "train.steps=3", "train.checkpoint_every=1", "train.stop_after_steps=2",
+                   *TINY_AUDIO)
+    assert done.returncode == 0, done.stderr
+    last, previous = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "previous.pt"
+    assert torch.load(last, weights_only=True)["step"] == 2
+    assert torch.load(previous, weights_only=True)["step"] == 1
+
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])  # truncated, as by a full disk or an interrupted copy
+    failed = run_cli("--resume", run_dir)
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
+    message = failed.stderr.strip()
+    assert message.count("\n") == 0 and message.startswith("error: ")
+    assert f"'{last}' cannot be read" in message and f"'{previous}' (step 1) is intact" in message
+    assert f"cp {previous} {last}" in message
+    assert checkpoint.load(previous)["step"] == 1
+
+
+def test_flipped_byte_inside_tensor_data_is_caught_by_the_checksum(tmp_path):
+    model = nn.Linear(4, 3)
+    optimizer = torch.optim.AdamW(model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    path = tmp_path / "last.pt"
+    checkpoint.save(path, 1, model, optimizer, scheduler)
+    assert checkpoint.load(path)["step"] == 1
+    data = bytearray(path.read_bytes())
+    at = bytes(data).find(model.weight.detach().numpy().tobytes())
+    assert at > 0
+    data[at] ^= 0x01  # torch.load alone reads this file without complaint
+    path.write_bytes(bytes(data))
+    torch.load(path, weights_only=True)
+    with pytest.raises(checkpoint.CheckpointError, match="checksum does not match"):
+        checkpoint.load(path)
