@@ -1,0 +1,200 @@
+"""Overhead of run.py's training loop: samples/s of ``training.loop.train`` against a minimal loop.
+
+    python benchmarks/train_throughput.py                    # audio cpc, medical supcon, sequence cpc
+    python benchmarks/train_throughput.py --steps 10 --repeats 3 --pairs sequence/cpc
+
+For each modality/objective pair, with default model sizes and batch size:
+
+- loop: ``training.loop.train`` as ``run_experiment`` calls it (model,
+  views, AdamW and warmup-cosine schedule built the same way; a real
+  TensorBoard writer in a temporary run directory, scalars every step, the
+  resumable data order, autocast/scaler/channels-last resolution, the
+  checkpoint that ends every session). Validation is off (``val_every=0``):
+  it is evaluation, not training throughput.
+- minimal: the loop a user would write by hand around the same model,
+  objective, views and optimizer: a shuffled ``DataLoader`` of the same
+  batch size, then per step batch -> device -> views -> loss -> zero_grad ->
+  backward -> clip -> step (-> the objective's ``on_step_end``).
+
+Each measurement is one call (``--steps`` optimizer steps) timed from call
+to return, so the loop's per-session costs (data order, checkpoint) count
+against it. One warm-up call of each is run first and not counted; then
+``--repeats`` rounds, each timing both, alternating which goes first, so
+that load from other jobs on a shared machine falls on both alike. Reported:
+median samples/s of each, and the median over rounds of the per-round ratio
+loop / minimal, on wall-clock time and on the process's CPU time
+(``time.process_time``, all threads, TensorBoard's writer thread included).
+With one torch thread the CPU-time ratio is far less disturbed by other jobs
+on the machine; it does not count time spent waiting on the disk (the
+checkpoint's fsync), which the wall-clock ratio does.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PAIRS = ["audio/cpc", "medical/supcon", "sequence/cpc"]
+
+
+def setup(modality: str, objective: str, device_name: str):
+    import torch
+
+    import config as config_lib
+    import modalities  # noqa: F401
+    import objectives  # noqa: F401
+    from training.build import build_datasets, build_views
+    from training.experiment import build_model, pick_device
+    from training.precision import apply_speed_settings
+    from training.schedule import warmup_cosine
+
+    cfg = config_lib.load_config(modality, objective, None, ["train.val_every=0", "train.steps=1000000",
+                                                             f"device={device_name!r}"])
+    device = pick_device(cfg["device"])
+    datasets = build_datasets(cfg)
+    model = build_model(cfg, datasets["train"]).to(device)
+    apply_speed_settings(cfg, model, device)
+    views = build_views(cfg)
+    views = views.to(device) if views is not None else None
+    oc = cfg["optim"]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=oc["lr"], betas=tuple(oc["betas"]),
+                                  weight_decay=oc["weight_decay"])
+    scheduler = warmup_cosine(optimizer, cfg["train"]["steps"], oc["warmup_steps"], oc["min_lr_ratio"])
+    return cfg, device, datasets, model, views, optimizer, scheduler
+
+
+class Runner:
+    """Both loops over one model; each ``run_*`` call trains ``steps`` steps and returns samples/s."""
+
+    def __init__(self, modality: str, objective: str, device_name: str, run_dir: Path):
+        from torch.utils.tensorboard import SummaryWriter
+
+        (self.cfg, self.device, self.datasets, self.model, self.views, self.optimizer,
+         self.scheduler) = setup(modality, objective, device_name)
+        self.run_dir, self.writer, self.step = run_dir, SummaryWriter(str(run_dir)), 0
+        self.batch_size = self.cfg["train"]["batch_size"]
+        self.minimal_batches = None
+
+    def run_loop(self, steps: int) -> tuple[float, float]:
+        from training.loop import train
+
+        self.cfg["train"]["stop_after_steps"] = steps
+        began, cpu = time.perf_counter(), time.process_time()
+        stats = train(self.cfg, self.model, self.views, self.datasets, self.optimizer, self.scheduler,
+                      self.writer, self.run_dir, self.device, start_step=self.step)
+        self.step = stats["step"]
+        return self.rates(steps, began, cpu)
+
+    def rates(self, steps: int, began: float, cpu: float) -> tuple[float, float]:
+        """(samples/s of wall-clock time, samples/s of CPU time) since ``began``, ``cpu``."""
+        if self.device.type == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+        samples = steps * self.batch_size
+        return samples / (time.perf_counter() - began), samples / (time.process_time() - cpu)
+
+    def run_minimal(self, steps: int) -> tuple[float, float]:
+        import torch
+        from torch.utils.data import DataLoader
+
+        began, cpu = time.perf_counter(), time.process_time()
+        loader = DataLoader(self.datasets["train"], batch_size=self.batch_size, shuffle=True, drop_last=True)
+        objective, encoders = self.model["objective"], self.model["encoders"]
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        generator = torch.Generator(device=self.device).manual_seed(0)
+        batches, done = iter(loader), 0
+        while done < steps:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                batches = iter(loader)
+                continue
+            batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            if self.views is not None:
+                batch["views"] = self.views(batch["x"], generator=generator)
+            loss = objective(encoders, batch)["loss"]
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, self.cfg["train"]["grad_clip"])
+            self.optimizer.step()
+            if hasattr(objective, "on_step_end"):
+                objective.on_step_end(encoders)
+            done += 1
+        return self.rates(steps, began, cpu)
+
+
+def measure(pair: str, steps: int, repeats: int, device_name: str) -> dict:
+    modality, objective = pair.split("/")
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = Runner(modality, objective, device_name, Path(tmp))
+        runner.run_loop(max(2, steps // 4))  # warm-up, not counted
+        runner.run_minimal(max(2, steps // 4))
+        loop, minimal = [], []  # (wall, cpu) samples/s per round
+        for r in range(repeats):
+            if r % 2 == 0:
+                a, b = runner.run_loop(steps), runner.run_minimal(steps)
+            else:
+                b, a = runner.run_minimal(steps), runner.run_loop(steps)
+            loop.append(a)
+            minimal.append(b)
+        runner.writer.close()
+    ratios = [[a[i] / b[i] for a, b in zip(loop, minimal, strict=True)] for i in (0, 1)]
+    return {"pair": pair, "batch": runner.batch_size, "device": str(runner.device),
+            "loop": statistics.median(a[0] for a in loop), "minimal": statistics.median(b[0] for b in minimal),
+            "ratio": statistics.median(ratios[0]), "cpu_ratio": statistics.median(ratios[1]),
+            "ratios": ratios[0], "cpu_ratios": ratios[1]}
+
+
+def machine() -> str:
+    import torch
+
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in subprocess.run(
+            ["lscpu"], capture_output=True, text=True, check=False).stdout.splitlines()
+            if line.startswith("Model name"))
+    except StopIteration:
+        cpu = platform.processor() or "unknown CPU"
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+            f"load average {load}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pairs", nargs="+", default=PAIRS, help="modality/objective pairs")
+    parser.add_argument("--steps", type=int, default=16, help="optimizer steps per measurement")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds of (loop, minimal), order alternating")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    print(f"machine: {machine()}")
+    began = time.time()
+    rows = [measure(pair, args.steps, args.repeats, args.device) for pair in args.pairs]
+    print(f"\n{args.steps} steps per measurement, {args.repeats} rounds, {time.time() - began:.0f} s; "
+          f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+    print("| pair | device | batch | loop samples/s | minimal samples/s | loop / minimal, wall | per round "
+          "| loop / minimal, CPU time | per round |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        wall, cpu = (" ".join(f"{x:.3f}" for x in row[key]) for key in ("ratios", "cpu_ratios"))
+        print(f"| {row['pair']} | {row['device']} | {row['batch']} | {row['loop']:.1f} | {row['minimal']:.1f} "
+              f"| {row['ratio']:.3f} | {wall} | {row['cpu_ratio']:.3f} | {cpu} |")
+    return 0 if all(math.isfinite(r["ratio"]) for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
