@@ -79,7 +79,14 @@ def parse_args(argv):
                         help="YAML of overrides per scope (default configs/compare.yaml: the default budgets)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="sets device in every cell")
     parser.add_argument("overrides", nargs="*", metavar="[SCOPE:]key=value", help="config overrides")
-    return parser.parse_args(argv)
+    # Overrides may follow a list option (--seeds 0 1 train.steps=5), which would swallow them.
+    options, overrides, takes_value = [], [], False
+    for arg in argv:
+        (overrides if not takes_value and "=" in arg and not arg.startswith("-") else options).append(arg)
+        takes_value = arg in ("--out", "--budgets", "--device")
+    args = parser.parse_args(options)
+    args.overrides += overrides
+    return args
 
 
 def split_scope(text: str, scopes: set[str]) -> tuple[str, str]:
