@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import platform
 import sys
 import tempfile
@@ -49,14 +50,15 @@ def timed(fn):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cells", nargs="*", default=DEFAULT_CELLS, metavar="MODALITY:OBJECTIVE")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. eval.batch_size=256")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"threads {torch.get_num_threads()}")
+    print(f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} cores, torch threads "
+          f"{torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}, overrides {args.overrides}")
     print("| cell | train / test items | embed s | text s | metrics s | TensorBoard s | total s |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for cell in args.cells:
         modality, objective = cell.split(":")
-        cfg = config_lib.load_config(modality, objective)
+        cfg = config_lib.load_config(modality, objective, overrides=args.overrides)
         datasets = build_datasets(cfg)
         model = build_model(cfg, datasets["train"])
         evaluate.embed = embed = timed(evaluate.embed)
