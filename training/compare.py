@@ -19,6 +19,7 @@ modality, an objective or modality/objective; ``--device``; the cell's seed.
 from __future__ import annotations
 
 import argparse
+import resource
 import shlex
 import subprocess
 import sys
@@ -50,6 +51,7 @@ class Cell:
     results: dict | None = None   # results.json once finished
     failure: str = ""             # why it did not finish, for the report
     wall_s: float = 0.0           # seconds this invocation spent on it (0 when skipped)
+    cpu_s: float = 0.0            # CPU seconds (user + system) of its subprocess
 
 
 @dataclass
@@ -64,11 +66,14 @@ class Pair:
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
-        prog="run.py compare", description=__doc__.split("\n")[0].strip("` "),
-        epilog="Overrides apply to every cell (train.steps=100) or to a scope (audio:train.steps=100, "
-               "supcon:train.batch_size=64, medical/cpc:objective.prediction_steps=2). Re-running the same "
-               "command skips finished cells; a cell folder made with other settings is an error (pick "
-               "another --out). Exit status 0 when every cell finished, 1 when some failed, 2 on bad input.",
+        prog="run.py compare",
+        description="Train and evaluate every compatible modality x objective pair over seeds, one run folder "
+                    "per cell under --out,\nthen write comparison.md, comparison.csv and comparison.png there.",
+        epilog="Overrides apply to every cell (train.steps=100) or to a scope: a modality, an objective or\n"
+               "modality/objective (audio:train.steps=100, supcon:train.batch_size=64,\n"
+               "medical/cpc:objective.prediction_steps=2). Re-running the same command skips finished cells and\n"
+               "resumes interrupted ones; a cell folder made with other settings is an error (pick another --out).\n"
+               "Exit status: 0 when every cell finished, 1 when some failed, 2 on bad input.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--modalities", nargs="+", required=True, metavar="M", help="registered modalities (rows)")
     parser.add_argument("--objectives", nargs="+", required=True, metavar="O", help="registered objectives (columns)")
@@ -215,12 +220,13 @@ def run_cell(cell: Cell) -> None:
     command = [sys.executable, str(ROOT / "run.py"), *args]
     cell.run_dir.mkdir(parents=True, exist_ok=True)
     log = cell.run_dir / "log.txt"
-    began = time.time()
+    began, used = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(log, "a") as out:
         out.write(f"$ {shlex.join(command)}\n")
         out.flush()
         done = subprocess.run(command, check=False, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-    cell.wall_s = time.time() - began
+    cell.wall_s, now = time.time() - began, resource.getrusage(resource.RUSAGE_CHILDREN)
+    cell.cpu_s = now.ru_utime + now.ru_stime - used.ru_utime - used.ru_stime
     cell.results = read_results(cell.run_dir) if done.returncode == 0 else None
     if cell.results is None:
         cell.failure = failure_reason(log, done.returncode) if done.returncode else \
@@ -259,7 +265,7 @@ def main(argv) -> int:
             continue
         print(f"{name}: running in {cell.run_dir}", flush=True)
         run_cell(cell)
-        print(f"{name}: {describe(cell)} in {cell.wall_s:.0f}s", flush=True)
+        print(f"{name}: {describe(cell)} in {cell.wall_s:.0f}s ({cell.cpu_s:.0f}s CPU)", flush=True)
     paths = write_report(out, pairs, command)
     failed = [cell for cell in cells if cell.results is None]
     print(f"{len(cells) - len(failed)} of {len(cells)} cells finished, {len(failed)} failed, "

@@ -95,7 +95,9 @@ def markdown(rows: list[dict], command: str) -> str:
             cells += [f"**{value}**" if key == HEADLINE and r["best"] else value, fmt(floor)]
         chance = "-" if r["chance"] is None else f"{r['chance']:.3f}"
         wall = "-" if r["wall_time_s"] is None else f"{r['wall_time_s']:.0f}"
-        cells += [chance, f"{r['seeds_done']}/{r['seeds_done'] + r['seeds_failed']}", wall, r["status"]]
+        seeds = "-" if r["status"].startswith("impossible") else f"{r['seeds_done']}/{r['seeds_done'] + r['seeds_failed']}"
+        status = r["status"] + (" (see below)" if r["failures"] else "")
+        cells += [chance, seeds, wall, status]
         lines.append("| " + " | ".join(cells) + " |")
     below = [f"{r['modality']}/{r['objective']}" for r in rows if r["status"].startswith("DOES NOT")]
     lines += ["", "Below the floor: " + (", ".join(below) if below else "none; every finished pair beats its floor.")]
