@@ -119,7 +119,8 @@ def test_objective_without_represent_is_refused_with_the_supported_list():
 def test_run_with_grad_cache_through_run_py(tmp_path):
     run_dir = tmp_path / "run"
     done = run_cli("--modality", "sequence", "--objective", "simclr", "--run-dir", run_dir, *TINY["sequence"],
-                   "train.steps=2", "train.batch_size=8", "train.grad_cache_chunk=3", "train.val_every=0",
+                   "train.steps=2", "train.batch_size=8", "train.grad_cache_chunk=3", "train.accumulate_steps=2",
+                   "train.val_every=0",
                    "train.progress=false", "eval.probe_epochs=5")
     assert done.returncode == 0, done.stderr
     results = json.loads((run_dir / "results.json").read_text())
