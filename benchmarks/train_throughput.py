@@ -182,17 +182,18 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     print(f"machine: {machine()}")
-    began = time.time()
-    rows = [measure(pair, args.steps, args.repeats, args.device) for pair in args.pairs]
-    print(f"\n{args.steps} steps per measurement, {args.repeats} rounds, {time.time() - began:.0f} s; "
-          f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+    print(f"{args.steps} steps per measurement, {args.repeats} rounds\n")
     print("| pair | device | batch | loop samples/s | minimal samples/s | loop / minimal, wall | per round "
           "| loop / minimal, CPU time | per round |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for row in rows:
+    print("|---|---|---|---|---|---|---|---|---|", flush=True)
+    began, rows = time.time(), []
+    for pair in args.pairs:
+        row = measure(pair, args.steps, args.repeats, args.device)
         wall, cpu = (" ".join(f"{x:.3f}" for x in row[key]) for key in ("ratios", "cpu_ratios"))
         print(f"| {row['pair']} | {row['device']} | {row['batch']} | {row['loop']:.1f} | {row['minimal']:.1f} "
-              f"| {row['ratio']:.3f} | {wall} | {row['cpu_ratio']:.3f} | {cpu} |")
+              f"| {row['ratio']:.3f} | {wall} | {row['cpu_ratio']:.3f} | {cpu} |", flush=True)
+        rows.append(row)
+    print(f"\n{time.time() - began:.0f} s; load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0 if all(math.isfinite(r["ratio"]) for r in rows) else 1
 
 
