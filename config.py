@@ -2,7 +2,7 @@
 
 Order (later wins): ``configs/base.yaml`` <- ``configs/modalities/<m>.yaml``
 <- ``configs/objectives/<o>.yaml`` <- the modality file's
-``objective_defaults.<o>`` <- an optional experiment file (``--config FILE``)
+``with_objective.<o>`` (a partial config) <- an optional experiment file (``--config FILE``)
 <- ``key=value`` overrides from the command line.
 
 The keys of base, modality and objective files form the schema: the
@@ -134,10 +134,10 @@ def load_config(modality: str, objective: str, experiment: str | None = None, ov
     for layer in (config_dir / "modalities" / f"{modality}.yaml", config_dir / "objectives" / f"{objective}.yaml"):
         if layer.is_file():
             cfg = _deep_merge(cfg, load_yaml(layer))
-    # A modality may tune an objective for its data (CPC's steps on 4 rows of image patches).
-    modality_defaults = (cfg.pop("objective_defaults", None) or {}).get(objective)
-    if modality_defaults:
-        apply(cfg, {"objective": modality_defaults}, f"objective_defaults.{objective} of modality '{modality}'")
+    # A modality may tune itself and an objective for each other (medical CPC: patch-grid embeddings, 3 rows ahead).
+    pair_settings = (cfg.pop("with_objective", None) or {}).get(objective)
+    if pair_settings:
+        apply(cfg, pair_settings, f"with_objective.{objective} of modality '{modality}'")
     if experiment:
         apply(cfg, load_yaml(Path(experiment)), f"config file '{experiment}'")
     apply_overrides(cfg, overrides)

@@ -31,7 +31,7 @@ def parse_args(argv):
         epilog="Overrides are dotted config keys, values parsed as Python literals: "
                "train.steps=100 optim.lr=1e-3 data.num_workers=2. Layers merge in the order "
                "configs/base.yaml <- configs/modalities/<m>.yaml <- configs/objectives/<o>.yaml "
-               "<- the modality file's objective_defaults.<o> <- --config FILE <- overrides. "
+               "<- the modality file's with_objective.<o> <- --config FILE <- overrides. "
                "With --data, data.format=auto picks the modality's loader that recognizes the path.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--modality", default=None, help=f"registered modality (default {DEFAULT_MODALITY})")

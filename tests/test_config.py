@@ -60,6 +60,8 @@ def test_malformed_override_and_bad_yaml(tmp_path):
 
 def test_modality_objective_defaults_sit_between_objective_file_and_overrides():
     assert load_config("audio", "cpc")["objective"]["prediction_steps"] == 12       # objective file
-    assert load_config("medical", "cpc")["objective"]["prediction_steps"] == 3      # medical.yaml's objective_defaults
+    assert load_config("medical", "cpc")["objective"]["prediction_steps"] == 3      # medical.yaml's with_objective
     assert load_config("medical", "cpc", overrides=["objective.prediction_steps=2"])["objective"]["prediction_steps"] == 2
-    assert "objective_defaults" not in load_config("medical", "supcon")             # consumed, not a config key
+    assert "with_objective" not in load_config("medical", "supcon")                 # consumed, not a config key
+    assert load_config("medical", "cpc")["model"]["resnet18"]["embedding"] == "patches"  # any key, not only objective.*
+    assert load_config("medical", "supcon")["model"]["resnet18"]["embedding"] == "image"

@@ -127,25 +127,81 @@ def test_encoder_shapes_finite_and_every_parameter_learns(name, spatial_dims):
     encoder = registry.build("encoder", name, in_channels=channels, spatial_dims=spatial_dims, **TINY[name])
     x = torch.randn(2, channels, *([32, 32] if spatial_dims == 2 else [16, 16, 16]))
     out = encoder(x)
-    rows = 2 if spatial_dims == 2 else 1  # 32 / 16 rows in 2D; 16^3 -> 1 x 1 x 1 in 3D
+    rows = 3 if spatial_dims == 2 else 1  # 16-pixel patches 8 apart: 3 rows over 32 pixels, 1 over 16
     assert out["embedding"].shape == (2, encoder.dims["embedding"])
     assert out["sequence"].shape == (2, rows, encoder.dims["sequence"])
     assert torch.isfinite(out["embedding"]).all() and torch.isfinite(out["sequence"]).all()
-    torch.testing.assert_close(out["sequence"].mean(1), out["embedding"])  # rows average to the global pool
     (out["embedding"].pow(2).sum() + out["sequence"].sum()).backward()
     dead = [n for n, p in encoder.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not dead
+
+
+def test_sequence_is_rows_of_independently_encoded_patches():
+    """Each row = mean over its patches of the pooled features of that patch alone (a loop over
+    slices here), so changing pixels below a row's patches cannot change that row (no look-ahead)."""
+    torch.manual_seed(0)
+    encoder = registry.build("encoder", "resnet18", width=4, patch_jitter=0.0).eval()
+    x = torch.randn(2, 1, 40, 32)  # 4 rows x 3 columns of 16-pixel patches, 8 apart
+    with torch.no_grad():
+        rows = encoder(x)["sequence"]
+        expected = torch.stack([
+            torch.stack([encoder.features(x[:, :, 8 * r:8 * r + 16, 8 * c:8 * c + 16]).mean(dim=(2, 3))
+                         for c in range(3)]).mean(0)
+            for r in range(4)], dim=1)
+        torch.testing.assert_close(rows, expected, rtol=1e-5, atol=1e-5)
+        changed = x.clone()
+        changed[:, :, 24:] = torch.randn_like(changed[:, :, 24:])  # below row 1's patches (pixels 8..23)
+        after = encoder(changed)["sequence"]
+    torch.testing.assert_close(after[:, :2], rows[:, :2])
+    assert not torch.allclose(after[:, 2:], rows[:, 2:])
+
+
+def test_outputs_are_computed_on_first_access_only():
+    encoder = registry.build("encoder", "resnet18", width=4).eval()
+    patches = registry.build("encoder", "resnet18", width=4, embedding="patches").eval()
+    patches.load_state_dict(encoder.state_dict())
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        grid = torch.stack([encoder.features(x[:, :, 8 * r:8 * r + 16, 8 * c:8 * c + 16]).mean(dim=(2, 3))
+                            for r in range(3) for c in range(3)])
+        torch.testing.assert_close(patches(x)["embedding"], grid.mean(0), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(encoder(x)["embedding"], encoder.features(x).mean(dim=(2, 3)))
+    calls = []
+    encoder.features.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
+    out = encoder(x)
+    assert calls == [] and set(out.keys()) == {"embedding", "sequence"} and "sequence" in out
+    assert out["embedding"] is out["embedding"]
+    assert calls == [2]  # the whole images, once
+    assert out["sequence"].shape == (2, 3, 32)
+    assert calls == [2, 2 * 3 * 3]  # then every patch of the 3 x 3 grid
+    patches.features.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
+    out = patches(x)
+    out["embedding"], out["sequence"]
+    assert calls == [2, 18, 18]  # one pass over the grid serves both
+
+
+def test_patch_jitter_only_in_training():
+    torch.manual_seed(0)
+    encoder = registry.build("encoder", "resnet18", width=4, patch_jitter=0.5)
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        a, b = encoder(x)["sequence"], encoder(x)["sequence"]
+        encoder.eval()
+        c, d = encoder(x)["sequence"], encoder(x)["sequence"]
+    assert not torch.allclose(a, b) and torch.equal(c, d)
 
 
 def test_default_encoder_dims_and_shape_errors():
     dims = {name: registry.build("encoder", name).dims["embedding"] for name in ENCODERS}
     assert dims == {"resnet18": 128, "resnet34": 128, "resnet50": 512, "densenet121": 256}
     encoder = registry.build("encoder", "resnet18", width=4)
-    assert encoder(torch.randn(2, 1, 64, 64))["sequence"].shape == (2, 4, 32)  # 4 rows at 64 pixels
+    assert encoder(torch.randn(2, 1, 64, 64))["sequence"].shape == (2, 7, 32)  # 7 patch rows at 64 pixels
     with pytest.raises(ValueError, match="C = 1"):
         encoder(torch.randn(2, 3, 32, 32))
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         encoder(torch.randn(2, 1, 8, 32, 32))
+    with pytest.raises(ValueError, match="at least 16 pixels"):
+        encoder(torch.randn(2, 1, 12, 32))["sequence"]
 
 
 # views ---------------------------------------------------------------------
@@ -293,7 +349,7 @@ def test_yaml_defaults_equal_constructor_defaults():
     assert cfg["views"]["name"] == "medical_views"
     for kind, section in [("dataset", cfg["data"]), ("encoder", cfg["model"]), ("views", cfg["views"])]:
         for name, options in section.items():
-            if name in ("name", "encoder", "objective_defaults"):
+            if name in ("name", "encoder", "with_objective"):
                 continue
             params = inspect.signature(registry.get(kind, name).factory).parameters
             for key, value in options.items():
