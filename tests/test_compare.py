@@ -22,6 +22,11 @@ GRID = ["--modalities", "audio", "sequence", "--objectives", "cpc", "simclr", "-
         "cpc:objective.n_negatives=8", "audio/cpc:objective.prediction_steps=500"]
 
 
+def csv_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def mean_std(values):
     values = np.asarray(values, dtype=np.float64)
     return values.mean(), values.std(ddof=1)
@@ -42,7 +47,7 @@ def test_grid_runs_compatible_pairs_and_reports_impossible_and_failed_ones(grid)
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
         "audio-cpc-seed0", "audio-cpc-seed1", "sequence-cpc-seed0", "sequence-cpc-seed1"]
 
-    rows = {(r["modality"], r["objective"]): r for r in csv.DictReader(open(out / "comparison.csv"))}
+    rows = {(r["modality"], r["objective"]): r for r in csv_rows(out / "comparison.csv")}
     assert set(rows) == {("audio", "cpc"), ("audio", "simclr"), ("sequence", "cpc"), ("sequence", "simclr")}
     assert rows["audio", "simclr"]["status"] == "impossible: needs views"
     failed = rows["audio", "cpc"]
@@ -57,7 +62,7 @@ def test_table_numbers_are_mean_and_std_of_the_cells_results(grid):
     out, _ = grid
     results = [json.loads((out / f"sequence-cpc-seed{s}" / "results.json").read_text()) for s in (0, 1)]
     assert [r["seed"] for r in results] == [0, 1]
-    row = next(r for r in csv.DictReader(open(out / "comparison.csv")) if r["modality"] == "sequence"
+    row = next(r for r in csv_rows(out / "comparison.csv") if r["modality"] == "sequence"
                and r["objective"] == "cpc")
     assert row["seeds_done"] == "2" and float(row["chance"]) == pytest.approx(1 / 8)
     for key in results[0]["metrics"]:
@@ -119,8 +124,8 @@ def test_unknown_scope_is_a_one_sentence_error():
                    "audoi:train.steps=3")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "error: override 'audoi:train.steps=3': scope 'audoi' is not a modality, objective or "
-        "modality/objective of this comparison (did you mean 'audio'?)"]
+        ("error: override 'audoi:train.steps=3': scope 'audoi' is not a modality, objective or "
+         "modality/objective of this comparison (did you mean 'audio'?)")]
 
 
 def test_scope_split_leaves_colons_in_values_alone():

@@ -19,6 +19,7 @@ modality, an objective or modality/objective; ``--device``; the cell's seed.
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import shlex
 import subprocess
@@ -197,8 +198,6 @@ def plan(args) -> list[Pair]:
 
 
 def read_results(run_dir: Path) -> dict | None:
-    import json
-
     path = run_dir / "results.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
