@@ -48,29 +48,15 @@ PAIRS = ["audio/cpc", "medical/supcon", "sequence/cpc"]
 
 
 def setup(modality: str, objective: str, device_name: str):
-    import torch
-
     import config as config_lib
     import modalities  # noqa: F401
     import objectives  # noqa: F401
-    from training.build import build_datasets, build_views
-    from training.experiment import build_model, pick_device
-    from training.precision import apply_speed_settings
-    from training.schedule import warmup_cosine
+    from training.experiment import build_training, pick_device
 
     cfg = config_lib.load_config(modality, objective, None, ["train.val_every=0", "train.steps=1000000",
                                                              f"device={device_name!r}"])
     device = pick_device(cfg["device"])
-    datasets = build_datasets(cfg)
-    model = build_model(cfg, datasets["train"]).to(device)
-    apply_speed_settings(cfg, model, device)
-    views = build_views(cfg)
-    views = views.to(device) if views is not None else None
-    oc = cfg["optim"]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=oc["lr"], betas=tuple(oc["betas"]),
-                                  weight_decay=oc["weight_decay"])
-    scheduler = warmup_cosine(optimizer, cfg["train"]["steps"], oc["warmup_steps"], oc["min_lr_ratio"])
-    return cfg, device, datasets, model, views, optimizer, scheduler
+    return (cfg, device, *build_training(cfg, device))
 
 
 class Runner:

@@ -95,9 +95,10 @@ def run_experiment(cfg: dict, run_dir: Path, resume: bool = False) -> dict | Non
         dist.teardown()
 
 
-def _run(cfg: dict, run_dir: Path, resume: bool, device: torch.device) -> dict | None:
-    began = time.time()
-    main = dist.is_main()
+def build_training(cfg: dict, device: torch.device) -> tuple:
+    """What a run trains, as ``run.py`` builds it: (datasets, model on ``device`` with the
+    same parameters on every rank and the ``train.*`` speed settings, views, AdamW, its
+    warmup-cosine schedule). Also used by benchmarks/train_throughput.py."""
     datasets = build_datasets(cfg)
     model = build_model(cfg, datasets["train"]).to(device)
     dist.broadcast_parameters(model)
@@ -108,6 +109,13 @@ def _run(cfg: dict, run_dir: Path, resume: bool, device: torch.device) -> dict |
     optimizer = torch.optim.AdamW(model.parameters(), lr=oc["lr"], betas=tuple(oc["betas"]),
                                   weight_decay=oc["weight_decay"])
     scheduler = warmup_cosine(optimizer, cfg["train"]["steps"], oc["warmup_steps"], oc["min_lr_ratio"])
+    return datasets, model, views, optimizer, scheduler
+
+
+def _run(cfg: dict, run_dir: Path, resume: bool, device: torch.device) -> dict | None:
+    began = time.time()
+    main = dist.is_main()
+    datasets, model, views, optimizer, scheduler = build_training(cfg, device)
 
     start_step = 0
     if resume:
