@@ -49,8 +49,9 @@ class _Computed(nn.Module):
         return {"embedding": self.embedding}
 
 
-def is_paired(model) -> bool:
-    return isinstance(model["objective"], PairedObjective) and "text" in model["encoders"]
+def is_paired(encoders, objective) -> bool:
+    """True when retrieval and zero-shot apply: a paired objective with its text encoder."""
+    return isinstance(objective, PairedObjective) and "text" in encoders
 
 
 @contextlib.contextmanager
@@ -149,7 +150,7 @@ def evaluate_model(encoders, objective, datasets: dict, cfg: dict, device) -> tu
 def _evaluate_model(encoders, objective, datasets: dict, cfg: dict, device) -> tuple[dict, dict]:
     ev = cfg["eval"]
     train_set, test_set = datasets["train"], datasets["test"]
-    paired = objective if isinstance(objective, PairedObjective) and "text" in encoders else None
+    paired = objective if is_paired(encoders, objective) else None
     text_encoder = encoders["text"] if paired is not None else None
     train = embed(encoders["x"], train_set, ev["batch_size"], device)
     test = embed(encoders["x"], test_set, ev["batch_size"], device, paired, text_encoder)
@@ -192,11 +193,11 @@ def evaluate_run(cfg: dict, model, floor_encoder, datasets: dict, device, writer
     """
     began = time.time()
     trained, trained_test = evaluate_model(model["encoders"], model["objective"], datasets, cfg, device)
-    floor_parts = floor_model(cfg, datasets, floor_encoder, device) if is_paired(model) else None
-    if floor_parts is None:
-        floor, floor_test = evaluate_model({"x": floor_encoder}, None, datasets, cfg, device)
-    else:
+    if is_paired(model["encoders"], model["objective"]):
+        floor_parts = floor_model(cfg, datasets, floor_encoder, device)
         floor, floor_test = evaluate_model(floor_parts["encoders"], floor_parts["objective"], datasets, cfg, device)
+    else:
+        floor, floor_test = evaluate_model({"x": floor_encoder}, None, datasets, cfg, device)
     trained, floor = defined(trained), defined(floor)
     eval_logging.log_all(writer, cfg, step, datasets["test"], trained, floor, trained_test, floor_test)
     return {"metrics": trained, "floor": floor, "eval_time_s": round(time.time() - began, 2)}
