@@ -16,6 +16,13 @@ For each modality/objective pair, with default model sizes and batch size:
   batch size, then per step batch -> device -> views -> loss -> zero_grad ->
   backward -> clip -> step (-> the objective's ``on_step_end``).
 
+The process-wide settings ``build_training`` applies (``train.keep_host_memory``:
+glibc keeps freed memory for reuse, training/host_memory.py) hold for both
+loops alike; ``--set train.keep_host_memory=false`` measures both without it.
+Without it, how many pages each step faults afresh depends on the heap's
+history, which made this ratio swing between 0.81 and 1.03 from run to run
+(benchmarks/RESULTS.md).
+
 Each measurement is one call (``--steps`` optimizer steps) timed from call
 to return, so the loop's per-session costs (data order, checkpoint) count
 against it. One warm-up call of each is run first and not counted; then
@@ -47,14 +54,14 @@ sys.path.insert(0, str(ROOT))
 PAIRS = ["audio/cpc", "medical/supcon", "sequence/cpc"]
 
 
-def setup(modality: str, objective: str, device_name: str):
+def setup(modality: str, objective: str, device_name: str, overrides=()):
     import config as config_lib
     import modalities  # noqa: F401
     import objectives  # noqa: F401
     from training.experiment import build_training, pick_device
 
     cfg = config_lib.load_config(modality, objective, None, ["train.val_every=0", "train.steps=1000000",
-                                                             f"device={device_name!r}"])
+                                                             f"device={device_name!r}", *overrides])
     device = pick_device(cfg["device"])
     return (cfg, device, *build_training(cfg, device))
 
@@ -62,11 +69,11 @@ def setup(modality: str, objective: str, device_name: str):
 class Runner:
     """Both loops over one model; each ``run_*`` call trains ``steps`` steps and returns samples/s."""
 
-    def __init__(self, modality: str, objective: str, device_name: str, run_dir: Path):
+    def __init__(self, modality: str, objective: str, device_name: str, run_dir: Path, overrides=()):
         from torch.utils.tensorboard import SummaryWriter
 
         (self.cfg, self.device, self.datasets, self.model, self.views, self.optimizer,
-         self.scheduler) = setup(modality, objective, device_name)
+         self.scheduler) = setup(modality, objective, device_name, overrides)
         self.run_dir, self.writer, self.step = run_dir, SummaryWriter(str(run_dir)), 0
         self.batch_size = self.cfg["train"]["batch_size"]
         self.minimal_batches = None
@@ -120,10 +127,10 @@ class Runner:
         return self.rates(steps, began, cpu)
 
 
-def measure(pair: str, steps: int, repeats: int, device_name: str) -> dict:
+def measure(pair: str, steps: int, repeats: int, device_name: str, overrides=()) -> dict:
     modality, objective = pair.split("/")
     with tempfile.TemporaryDirectory() as tmp:
-        runner = Runner(modality, objective, device_name, Path(tmp))
+        runner = Runner(modality, objective, device_name, Path(tmp), overrides)
         runner.run_loop(max(2, steps // 4))  # warm-up, not counted
         runner.run_minimal(max(2, steps // 4))
         loop, minimal = [], []  # (wall, cpu) samples/s per round
@@ -163,18 +170,20 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="rounds of (loop, minimal), order alternating")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides for both loops, e.g. train.keep_host_memory=false")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     print(f"machine: {machine()}")
-    print(f"{args.steps} steps per measurement, {args.repeats} rounds\n")
+    print(f"{args.steps} steps per measurement, {args.repeats} rounds, overrides: {' '.join(args.set) or 'none'}\n")
     print("| pair | device | batch | loop samples/s | minimal samples/s | loop / minimal, wall | per round "
           "| loop / minimal, CPU time | per round |")
     print("|---|---|---|---|---|---|---|---|---|", flush=True)
     began, rows = time.time(), []
     for pair in args.pairs:
-        row = measure(pair, args.steps, args.repeats, args.device)
+        row = measure(pair, args.steps, args.repeats, args.device, args.set)
         wall, cpu = (" ".join(f"{x:.3f}" for x in row[key]) for key in ("ratios", "cpu_ratios"))
         print(f"| {row['pair']} | {row['device']} | {row['batch']} | {row['loop']:.1f} | {row['minimal']:.1f} "
               f"| {row['ratio']:.3f} | {wall} | {row['cpu_ratio']:.3f} | {cpu} |", flush=True)

@@ -63,9 +63,11 @@ def evaluate_dir(run_dir: Path, overrides=()) -> dict:
     from training.build import build_datasets
     from training.evaluate import evaluate_run
     from training.experiment import build_model, initial_encoder, pick_device
+    from training.host_memory import keep_freed_host_memory
     from training.precision import apply_speed_settings
 
     cfg = load_run_config(run_dir, overrides)
+    keep_freed_host_memory(cfg["train"]["keep_host_memory"])
     device = pick_device(cfg["device"])
     datasets = build_datasets(cfg)
     model = build_model(cfg, datasets["train"]).to(device)

@@ -36,6 +36,7 @@ from training.build import (
     build_views,
 )
 from training.evaluate import evaluate_run
+from training.host_memory import keep_freed_host_memory
 from training.loop import train
 from training.precision import apply_speed_settings
 from training.schedule import warmup_cosine
@@ -99,6 +100,7 @@ def build_training(cfg: dict, device: torch.device) -> tuple:
     """What a run trains, as ``run.py`` builds it: (datasets, model on ``device`` with the
     same parameters on every rank and the ``train.*`` speed settings, views, AdamW, its
     warmup-cosine schedule). Also used by benchmarks/train_throughput.py."""
+    keep_freed_host_memory(cfg["train"]["keep_host_memory"])  # before the first large allocation
     datasets = build_datasets(cfg)
     model = build_model(cfg, datasets["train"]).to(device)
     dist.broadcast_parameters(model)
