@@ -45,7 +45,8 @@ class MoCo(nn.Module):
     (``queue_infonce``), temperature ``temperature``. After the loss, under
     no_grad and only in training mode, the keys of all ranks (gathered with
     ``gather_no_grad``) and their labels are written into the queue ring
-    buffer, so every rank keeps the same queue. The queue starts with random
+    buffer, so every rank keeps the same queue; a non-finite key leaves its
+    slot as it was (the pointer still advances). The queue starts with random
     unit vectors labelled NO_LABEL (negatives, never positives), as in MoCo.
 
     ``supervised=True``: queue entries with the query's ``batch["label"]``
@@ -104,8 +105,11 @@ class MoCo(nn.Module):
         size = len(self.queue)
         keys, labels = keys[-size:], labels[-size:]  # more keys than slots: keep the newest
         slots = (self.queue_ptr + torch.arange(len(keys), device=keys.device)) % size
-        self.queue[slots] = keys.to(self.queue.dtype)
-        self.queue_labels[slots] = labels
+        # A non-finite key (a NaN input; an fp16 overflow) would make every later loss NaN: its
+        # slot keeps the key and label it had. Elementwise, so no host sync.
+        finite = keys.isfinite().all(dim=1)
+        self.queue[slots] = torch.where(finite[:, None], keys.to(self.queue.dtype), self.queue[slots])
+        self.queue_labels[slots] = torch.where(finite, labels, self.queue_labels[slots])
         self.queue_ptr.copy_((self.queue_ptr + len(keys)) % size)
 
     @torch.no_grad()

@@ -110,7 +110,7 @@ def test_with_dropout_cache_replays_the_masks_of_its_first_pass(objective):
 
 def test_objective_without_represent_is_refused_with_the_supported_list():
     with pytest.raises(UserError, match="'moco' is not one") as err:
-        grad_cache.check({"grad_cache_chunk": 4, "accumulate_steps": 1}, torch.nn.Module(), "moco")
+        grad_cache.check({"grad_cache_chunk": 4, "accumulate_steps": 1}, "moco")
     for name in ["supcon", "simclr", "clap", "convirt", "siglip"]:
         assert name in str(err.value)
     assert "cpc" not in grad_cache.supported() and "moco" not in grad_cache.supported()
@@ -129,3 +129,4 @@ def test_run_with_grad_cache_through_run_py(tmp_path):
     refused = run_cli("--modality", "sequence", "--objective", "cpc", "--run-dir", tmp_path / "cpc",
                       *TINY["sequence"], "train.steps=1", "train.grad_cache_chunk=2")
     assert refused.returncode == 2 and "train.grad_cache_chunk needs" in refused.stderr
+    assert not (tmp_path / "cpc").exists()  # refused before the run directory (or anything) was made

@@ -132,3 +132,22 @@ def test_moco_queue_gathers_keys_from_every_rank(tmp_path):
         torch.testing.assert_close(r["queue"], moco.queue)
         assert torch.equal(r["labels"], moco.queue_labels) and int(r["ptr"]) == 8
     torch.testing.assert_close((ranks[0]["loss"] + ranks[1]["loss"]) / 2, out["loss"].detach())
+
+
+def test_a_non_finite_key_leaves_its_queue_slot_as_it_was():
+    """A NaN sample (its key is NaN) must not poison the queue: the next finite batch's loss stays finite."""
+    encoders, moco = build("moco", proj_dim=8, queue_size=6, temperature=0.2, supervised=True)
+    initial, initial_labels = moco.queue.clone(), moco.queue_labels.clone()
+    bad = make_batch(B=4, seed=1)
+    bad["views"] = bad["views"].clone()
+    bad["views"][2] = float("nan")
+    _, k = moco_qk(moco, encoders, bad)
+    assert torch.isfinite(k[[0, 1, 3]]).all() and not torch.isfinite(k[2]).any()
+    moco(encoders, bad)
+    assert torch.isfinite(moco.queue).all()
+    torch.testing.assert_close(moco.queue[[0, 1, 3]], k[[0, 1, 3]])
+    torch.testing.assert_close(moco.queue[2], initial[2])
+    assert moco.queue_labels[2] == initial_labels[2] == NO_LABEL
+    assert moco.queue_labels[[0, 1, 3]].tolist() == bad["label"][[0, 1, 3]].tolist()
+    assert int(moco.queue_ptr) == 4
+    assert torch.isfinite(moco(encoders, make_batch(B=4, seed=2))["loss"])

@@ -26,7 +26,7 @@ from torch.utils.tensorboard import SummaryWriter
 import config as config_lib
 import registry
 from errors import UserError
-from training import checkpoint
+from training import checkpoint, grad_cache
 from training import distributed as dist
 from training.build import (
     build_datasets,
@@ -100,6 +100,7 @@ def build_training(cfg: dict, device: torch.device) -> tuple:
     """What a run trains, as ``run.py`` builds it: (datasets, model on ``device`` with the
     same parameters on every rank and the ``train.*`` speed settings, views, AdamW, its
     warmup-cosine schedule). Also used by benchmarks/train_throughput.py."""
+    grad_cache.check(cfg["train"], cfg["objective"]["name"])  # a config error before minutes of building
     keep_freed_host_memory(cfg["train"]["keep_host_memory"])  # before the first large allocation
     datasets = build_datasets(cfg)
     model = build_model(cfg, datasets["train"]).to(device)

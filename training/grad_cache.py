@@ -48,8 +48,9 @@ def supported() -> list[str]:
             if all(hasattr(registry.get("objective", name).factory, m) for m in ("represent", "loss_from"))]
 
 
-def check(train_cfg: dict, objective: torch.nn.Module, name: str) -> None:
-    """Validate ``train.grad_cache_chunk`` and ``train.accumulate_steps`` for ``objective`` (registered as ``name``).
+def check(train_cfg: dict, name: str) -> None:
+    """Validate ``train.grad_cache_chunk`` and ``train.accumulate_steps`` for the objective registered as ``name``
+    (before anything is built: ``experiment.build_training`` calls it first).
 
     Raises:
         UserError: a negative chunk, fewer than 1 accumulation step, or a gradient cache asked
@@ -58,7 +59,7 @@ def check(train_cfg: dict, objective: torch.nn.Module, name: str) -> None:
     if train_cfg["grad_cache_chunk"] < 0 or train_cfg["accumulate_steps"] < 1:
         raise UserError(f"train.grad_cache_chunk must be >= 0 and train.accumulate_steps >= 1; got "
                         f"{train_cfg['grad_cache_chunk']} and {train_cfg['accumulate_steps']}")
-    if train_cfg["grad_cache_chunk"] and not (hasattr(objective, "represent") and hasattr(objective, "loss_from")):
+    if train_cfg["grad_cache_chunk"] and name not in supported():
         raise UserError(f"train.grad_cache_chunk needs an in-batch objective split into represent and loss_from "
                         f"({', '.join(supported())}); '{name}' is not one, so set train.grad_cache_chunk=0 "
                         f"(train.accumulate_steps still works, with fewer negatives per step)")
