@@ -2,6 +2,8 @@
 
     python benchmarks/train_throughput.py                    # audio cpc, medical supcon, sequence cpc
     python benchmarks/train_throughput.py --steps 10 --repeats 3 --pairs sequence/cpc
+    python benchmarks/train_throughput.py --device cuda --precisions fp32 bf16     # GPU session
+    python benchmarks/train_throughput.py --device cuda --largest-batch --precisions fp32 bf16
 
 For each modality/objective pair, with default model sizes and batch size:
 
@@ -22,6 +24,9 @@ loops alike; ``--set train.keep_host_memory=false`` measures both without it.
 Without it, how many pages each step faults afresh depends on the heap's
 history, which made this ratio swing between 0.81 and 1.03 from run to run
 (benchmarks/RESULTS.md).
+
+``--precisions`` and ``--largest-batch`` print the GPU-session tables
+instead (benchmarks/batch_and_precision.py).
 
 Each measurement is one call (``--steps`` optimizer steps) timed from call
 to return, so the loop's per-session costs (data order, checkpoint) count
@@ -159,8 +164,70 @@ def machine() -> str:
     except StopIteration:
         cpu = platform.processor() or "unknown CPU"
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    if torch.cuda.is_available():
+        cpu = f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda}), {cpu}"
     return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
             f"load average {load}")
+
+
+def overhead_table(args) -> bool:
+    """The loop / minimal table; True when every ratio is finite."""
+    print("| pair | device | batch | loop samples/s | minimal samples/s | loop / minimal, wall | per round "
+          "| loop / minimal, CPU time | per round |")
+    print("|---|---|---|---|---|---|---|---|---|", flush=True)
+    rows = []
+    for pair in args.pairs:
+        row = measure(pair, args.steps, args.repeats, args.device, args.set)
+        wall, cpu = (" ".join(f"{x:.3f}" for x in row[key]) for key in ("ratios", "cpu_ratios"))
+        print(f"| {row['pair']} | {row['device']} | {row['batch']} | {row['loop']:.1f} | {row['minimal']:.1f} "
+              f"| {row['ratio']:.3f} | {wall} | {row['cpu_ratio']:.3f} | {cpu} |", flush=True)
+        rows.append(row)
+    return all(math.isfinite(r["ratio"]) for r in rows)
+
+
+def precision_table(args) -> bool:
+    """Loop samples/s per train.precision (batch_and_precision.py); True when every rate is positive."""
+    from batch_and_precision import precision_rows
+
+    print("| pair | device | batch | " + " | ".join(f"{p} samples/s" for p in args.precisions) + " | "
+          + " | ".join(f"{p} / {args.precisions[0]}" for p in args.precisions[1:]) + " |")
+    print("|---" * (3 + 2 * len(args.precisions) - 1) + "|", flush=True)
+    ok = True
+    for pair in args.pairs:
+        modality, objective = pair.split("/")
+        with tempfile.TemporaryDirectory() as tmp:
+            runner = Runner(modality, objective, args.device, Path(tmp), args.set)
+            for p in args.precisions:  # warm-up (and compile, if train.compile) in every precision
+                runner.cfg["train"]["precision"] = p
+                runner.run_loop(max(2, args.steps // 4))
+            row = precision_rows(runner, args.precisions, args.steps, args.repeats)
+            runner.writer.close()
+        rates = row["samples_per_s"]
+        ok = ok and all(v > 0 for v in rates.values())
+        print(f"| {pair} | {runner.device} | {runner.batch_size} | " + " | ".join(f"{rates[p]:.1f}" for p in args.precisions)
+              + " | " + " | ".join(f"{row['ratios'][p]:.3f}" for p in args.precisions[1:]) + " |", flush=True)
+    return ok
+
+
+def batch_table(args) -> bool:
+    """The largest batch per pair and precision (batch_and_precision.py); True when each pair fits its default batch."""
+    from batch_and_precision import largest_batch
+
+    print("| pair | device | precision | largest batch | peak GiB |")
+    print("|---|---|---|---|---|", flush=True)
+    ok = True
+    for pair in args.pairs:
+        modality, objective = pair.split("/")
+        with tempfile.TemporaryDirectory() as tmp:
+            runner = Runner(modality, objective, args.device, Path(tmp), args.set)
+            for p in args.precisions:
+                size, peak = largest_batch(runner, p, args.max_batch)
+                ok = ok and size > 0
+                capped = " (--max-batch)" if size == args.max_batch else ""
+                peak_text = f"{peak:.2f}" if math.isfinite(peak) else "-"
+                print(f"| {pair} | {runner.device} | {p} | {size}{capped} | {peak_text} |", flush=True)
+            runner.writer.close()
+    return ok
 
 
 def main(argv=None) -> int:
@@ -172,24 +239,28 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides for both loops, e.g. train.keep_host_memory=false")
+    parser.add_argument("--precisions", nargs="+", metavar="PRECISION",
+                        help="instead of loop / minimal: the loop's samples/s in each train.precision "
+                             "(e.g. fp32 bf16; the first is the reference)")
+    parser.add_argument("--largest-batch", action="store_true",
+                        help="instead: the largest batch one step fits in, per --precisions (default the config's)")
+    parser.add_argument("--max-batch", type=int, default=65536, help="where --largest-batch stops growing")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     print(f"machine: {machine()}")
     print(f"{args.steps} steps per measurement, {args.repeats} rounds, overrides: {' '.join(args.set) or 'none'}\n")
-    print("| pair | device | batch | loop samples/s | minimal samples/s | loop / minimal, wall | per round "
-          "| loop / minimal, CPU time | per round |")
-    print("|---|---|---|---|---|---|---|---|---|", flush=True)
-    began, rows = time.time(), []
-    for pair in args.pairs:
-        row = measure(pair, args.steps, args.repeats, args.device, args.set)
-        wall, cpu = (" ".join(f"{x:.3f}" for x in row[key]) for key in ("ratios", "cpu_ratios"))
-        print(f"| {row['pair']} | {row['device']} | {row['batch']} | {row['loop']:.1f} | {row['minimal']:.1f} "
-              f"| {row['ratio']:.3f} | {wall} | {row['cpu_ratio']:.3f} | {cpu} |", flush=True)
-        rows.append(row)
+    began = time.time()
+    if args.largest_batch:
+        args.precisions = args.precisions or ["auto"]
+        ok = batch_table(args)
+    elif args.precisions:
+        ok = precision_table(args)
+    else:
+        ok = overhead_table(args)
     print(f"\n{time.time() - began:.0f} s; load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    return 0 if all(math.isfinite(r["ratio"]) for r in rows) else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
