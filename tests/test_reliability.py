@@ -22,7 +22,8 @@ from objectives.inputs import encode
 from training import checkpoint
 from training.nonfinite import NonFiniteError
 
-NAN_STEPS = {3, 6, 7, 8}  # step 3 alone, then three in a row: the run stops at step 8
+NAN_STEPS = {3, 6, 7, 8, 10}  # step 3 alone, then three in a row: the run stops at step 8; after
+# resuming from step 5, the 10th call is step 7
 SEEN: list[dict] = []  # the encoder's parameters at the start of each training step
 
 
@@ -74,6 +75,16 @@ def test_nonfinite_steps_are_skipped_counted_and_stop_the_run(tmp_path, nan_obje
     acc.Reload()
     counted = [(e.step, e.value) for e in acc.Scalars("train/nonfinite_steps")]
     assert counted == [(3, 1.0), (6, 2.0), (7, 3.0), (8, 4.0)]
+    assert state["counters"] == {"nonfinite_steps": 1}  # as of step 5
+
+    # Resumed from step 5: the count goes on from the checkpoint's 1 (steps 6-8 of the stopped session
+    # are purged from the event file), and step 7 is the 2nd non-finite step of the run.
+    run_experiment(cfg, run_dir, resume=True)
+    assert len(SEEN) == 8 + 7
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("train/nonfinite_steps")] == [(3, 1.0), (7, 2.0)]
+    assert checkpoint.load(run_dir / "checkpoints" / "last.pt")["counters"] == {"nonfinite_steps": 2}
 
 
 def test_damaged_last_checkpoint_names_the_file_and_the_intact_previous_one(tmp_path):

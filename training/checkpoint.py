@@ -1,7 +1,9 @@
 """Checkpoints: written atomically, kept one generation back, checked on reading, read without executing code.
 
 A checkpoint is a plain dict of tensors, numbers and strings:
-``{"step", "model", "optimizer", "scheduler", "rng": {"torch", "cuda"}, "checksum"}``.
+``{"step", "model", "optimizer", "scheduler", "rng": {"torch", "cuda"}, "counters", "checksum"}``
+(``counters``: the loop's running totals, e.g. ``nonfinite_steps``, so that
+their TensorBoard curves go on from where they were).
 It is saved to a temporary file in the same folder (flushed and fsynced) and
 renamed over ``last.pt``, so a crash or SIGKILL mid-write never leaves a
 half-written ``last.pt``. Before the rename the old ``last.pt`` becomes
@@ -62,13 +64,13 @@ def checksum(value, crc: int = 0) -> int:
     return zlib.crc32(repr(value).encode(), crc)
 
 
-def save(path: Path, step: int, model, optimizer, scheduler) -> None:
-    """Write the training state atomically (temporary file, fsync, rename); the old ``path``
-    becomes ``previous.pt`` in the same folder."""
+def save(path: Path, step: int, model, optimizer, scheduler, counters: dict | None = None) -> None:
+    """Write the training state (and ``counters``, a dict of ints) atomically (temporary file,
+    fsync, rename); the old ``path`` becomes ``previous.pt`` in the same folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "rng": rng_state()}
+             "scheduler": scheduler.state_dict(), "rng": rng_state(), "counters": dict(counters or {})}
     state["checksum"] = checksum(state)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:

@@ -120,13 +120,13 @@ def _run(cfg: dict, run_dir: Path, resume: bool, device: torch.device) -> dict |
     main = dist.is_main()
     datasets, model, views, optimizer, scheduler = build_training(cfg, device)
 
-    start_step = 0
+    start_step, counters = 0, {}
     if resume:
-        start_step = checkpoint.restore(checkpoint.load(run_dir / "checkpoints" / "last.pt"), model, optimizer,
-                                        scheduler)
+        state = checkpoint.load(run_dir / "checkpoints" / "last.pt")
+        start_step, counters = checkpoint.restore(state, model, optimizer, scheduler), state.get("counters", {})
     writer = open_run_dir(cfg, model, run_dir, start_step) if main else None
 
-    stats = train(cfg, model, views, datasets, optimizer, scheduler, writer, run_dir, device, start_step)
+    stats = train(cfg, model, views, datasets, optimizer, scheduler, writer, run_dir, device, start_step, counters)
     dist.teardown()  # the rest is rank 0 alone: no collective (a loss's gather) can wait on a finished rank
     if not main:
         return None

@@ -72,8 +72,10 @@ def validate(model, views, dataset, cfg: dict, device, amp_dtype=None) -> dict:
 
 @stops_gracefully  # SIGTERM/SIGINT only raise the flag ``stop`` while train runs (training/signals.py)
 def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer, run_dir, device,
-          start_step: int = 0, stop: GracefulStop | None = None) -> dict:
+          start_step: int = 0, counters: dict | None = None, stop: GracefulStop | None = None) -> dict:
     """Train ``model`` ({"encoders": {"x"[, "text"]}, "objective"}) from ``start_step`` to ``train.steps``.
+
+    ``counters``: the running totals of the checkpoint resumed from (``{"nonfinite_steps": n}``).
 
     Stops early, with a checkpoint, after ``train.stop_after_steps`` steps of
     this session when that is non-zero.
@@ -95,7 +97,8 @@ def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer,
     clip = tc["grad_clip"] if tc["grad_clip"] > 0 else math.inf
     grad_cache.check(tc, cfg["objective"]["name"])
     checkpoint.set_deterministic(tc["deterministic"])
-    guard = NonFiniteGuard(tc["max_nonfinite_in_row"], writer if main else None, not scaler.is_enabled())
+    guard = NonFiniteGuard(tc["max_nonfinite_in_row"], writer if main else None, not scaler.is_enabled(),
+                           total=(counters or {}).get("nonfinite_steps", 0))
     model.train()
     train_seconds, samples, loss = 0.0, 0, float("nan")
     for step in range(start_step + 1, last_step + 1):
@@ -141,7 +144,8 @@ def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer,
                 writer.add_scalar(f"val/{key}", value, step)
         stopping = stop.requested(device)
         if main and not guard.in_row and (step % tc["checkpoint_every"] == 0 or step == last_step or stopping):
-            checkpoint.save(run_dir / "checkpoints" / "last.pt", step, model, optimizer, scheduler)
+            checkpoint.save(run_dir / "checkpoints" / "last.pt", step, model, optimizer, scheduler,
+                            {"nonfinite_steps": guard.total})
         progress.update(step, loss, step_samples / seconds)
         if stopping:  # exits with 128 + signal number after closing the writer
             stop.exit(step, tc["steps"], run_dir, writer if main else None)

@@ -26,9 +26,9 @@ class NonFiniteError(UserError, FloatingPointError):
 class NonFiniteGuard:
     """Counts non-finite steps; ``check`` says whether the optimizer may step."""
 
-    def __init__(self, max_in_row: int, writer=None, check_grad_norm: bool = True):
+    def __init__(self, max_in_row: int, writer=None, check_grad_norm: bool = True, total: int = 0):
         self.max_in_row, self.writer, self.check_grad_norm = max_in_row, writer, check_grad_norm
-        self.total, self.in_row = 0, 0
+        self.total, self.in_row = total, 0  # total: skipped steps so far, including a resumed run's
 
     def check(self, loss, grad_norm, step: int) -> bool:
         """True when ``loss`` (and ``grad_norm``) are finite. Otherwise counts and logs the skip and
