@@ -1,4 +1,5 @@
-"""Non-finite steps (training/nonfinite.py) and damaged checkpoints (training/checkpoint.py).
+"""Non-finite steps (training/nonfinite.py), damaged checkpoints (training/checkpoint.py) and
+loader workers under stop signals (training/data.py).
 
 The non-finite run is a real training run in this process with a real
 registered objective whose loss is NaN on chosen steps (as a diverging run's
@@ -7,6 +8,11 @@ see that a skipped step changed nothing. TensorBoard is read back from the
 real event file.
 """
 from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
 
 import pytest
 import torch
@@ -20,6 +26,7 @@ import objectives  # noqa: F401  (registers objectives)
 import registry
 from objectives.inputs import encode
 from training import checkpoint
+from training.data import train_batches
 from training.nonfinite import NonFiniteError
 
 NAN_STEPS = {3, 6, 7, 8, 10}  # step 3 alone, then three in a row: the run stops at step 8; after
@@ -122,3 +129,29 @@ def test_flipped_byte_inside_tensor_data_is_caught_by_the_checksum(tmp_path):
     torch.load(path, weights_only=True)
     with pytest.raises(checkpoint.CheckpointError, match="checksum does not match"):
         checkpoint.load(path)
+
+
+class Numbers(torch.utils.data.Dataset):
+    def __len__(self):
+        return 16
+
+    def __getitem__(self, i):
+        return {"x": torch.tensor([float(i)])}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_loader_workers_leave_stop_signals_to_the_main_process(signum):
+    """Ctrl-C reaches the terminal's whole process group and batch schedulers SIGTERM every process of
+    a job: a DataLoader worker that died of it would make the main process's next fetch fail before it
+    could finish its step and checkpoint (training/signals.py). The workers must keep serving."""
+    batches = train_batches(Numbers(), 4, seed=0, num_workers=2)
+    first = next(batches)
+    workers = multiprocessing.active_children()
+    assert len(workers) == 2
+    for worker in workers:
+        os.kill(worker.pid, signum)
+    time.sleep(0.5)
+    seen = [first["x"]] + [next(batches)["x"] for _ in range(3)]  # the rest of the epoch
+    assert sorted(torch.cat(seen).flatten().tolist()) == [float(i) for i in range(16)]
+    assert all(w.is_alive() for w in workers)
+    batches.close()

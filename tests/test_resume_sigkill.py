@@ -117,3 +117,4 @@ def test_sigterm_checkpoints_the_finished_step_exits_143_and_resumes_to_the_same
     resumed = run_cli("--resume", run_dir)
     assert resumed.returncode == 0, resumed.stderr
     assert_same_final_state(straight(), run_dir)
+

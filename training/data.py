@@ -10,6 +10,8 @@ the batch one process with ``batch_size * world_size`` would draw.
 """
 from __future__ import annotations
 
+import signal
+
 import torch
 from torch.utils.data import DataLoader
 
@@ -29,6 +31,19 @@ def steps_per_epoch(n_items: int, batch_size: int, world_size: int = 1) -> int:
     return steps
 
 
+def leave_stop_signals_to_the_main_process(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: workers ignore SIGINT and SIGTERM.
+
+    Ctrl-C reaches the terminal's whole process group, and batch schedulers
+    signal every process of a job; a worker killed by it would make the main
+    process's next fetch fail before it finishes its step and checkpoints
+    (training/signals.py). Workers still exit with the main process: PyTorch's
+    workers watch their parent.
+    """
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def train_batches(dataset, batch_size: int, seed: int, start_step: int = 0, rank: int = 0, world_size: int = 1,
                   num_workers: int = 0, pin_memory: bool = False):
     """Yield batches forever, starting at ``start_step``."""
@@ -43,8 +58,8 @@ def train_batches(dataset, batch_size: int, seed: int, start_step: int = 0, rank
         # per rank, so worker-side randomness differs across ranks.
         generator = torch.Generator().manual_seed(seed + epoch + 1_000_003 * rank)
         loader = DataLoader(dataset, batch_size=batch_size, sampler=indices, num_workers=num_workers,
-                            pin_memory=pin_memory, generator=generator,
-                            persistent_workers=False)
+                            pin_memory=pin_memory, generator=generator, persistent_workers=False,
+                            worker_init_fn=leave_stop_signals_to_the_main_process if num_workers else None)
         for batch in loader:
             yield batch
             step += 1

@@ -7,7 +7,8 @@ one line on stderr naming the step and the command that continues the run,
 and exit status 128 + signal number (143 for SIGTERM, 130 for SIGINT), the
 shell's convention for "ended by this signal". A second signal before the step
 ends is not caught: the process stops at once (SIGINT raises KeyboardInterrupt),
-``checkpoints/last.pt`` stays the previous complete one.
+``checkpoints/last.pt`` stays the previous complete one. DataLoader workers
+ignore both signals (``training.data.leave_stop_signals_to_the_main_process``).
 
 Under torchrun every rank must stop after the same step: ``requested`` is the
 maximum of the ranks' flags (one small all_reduce per step).
