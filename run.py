@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -101,6 +102,7 @@ def main(argv=None) -> int:
 
         return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     args = parse_args(argv)
+    started = False
     try:
         if args.list:
             print_matrix(matrix())
@@ -112,9 +114,12 @@ def main(argv=None) -> int:
             run_experiment,  # heavy imports only once the input is known good
         )
 
+        started = True
         results = run_experiment(cfg, run_dir, resume)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        rank = os.environ.get("RANK", "0")  # set by torchrun
+        if started or rank == "0":  # an input error is the same on every rank: rank 0 says it once
+            print(f"error{'' if rank == '0' else f' (rank {rank})'}: {err}", file=sys.stderr)
         return 2
     if results is None:  # a torchrun rank other than 0: rank 0 reports
         return 0

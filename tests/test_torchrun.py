@@ -29,7 +29,7 @@ B = 4  # per process; the one-process run uses 2B
 def run(command: list[str], run_dir, batch_size: int) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
     done = subprocess.run([sys.executable, *command, "--run-dir", str(run_dir), *ARGS,
-                           f"train.batch_size={batch_size}"], cwd=ROOT, env=env,
+                           f"train.batch_size={batch_size}"], check=False, cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=240)
     first_error = max(done.stderr.find("Traceback"), 0)  # a rank's own traceback, before torchrun's summary
     assert done.returncode == 0, done.stderr[first_error:first_error + 4000]
@@ -82,3 +82,13 @@ def test_eval_batches_cover_a_split_once_in_equal_blocks():
         for step in zip(*per_rank, strict=True):  # every rank the same number of batches, equal sizes
             assert len({len(b) for b in step}) == 1
     assert eval_batches(10, 4) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+def test_a_config_error_under_torchrun_is_printed_once(tmp_path):
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "run.py", "--run-dir", str(tmp_path / "typo"), *ARGS, "train.batch_sise=4"],
+                          check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode != 0
+    assert done.stderr.count("train.batch_size") == 1, done.stderr  # the suggestion, from rank 0 only
+    assert done.stderr.count("error: ") == 1, done.stderr
