@@ -133,7 +133,7 @@ def test_flipped_byte_inside_tensor_data_is_caught_by_the_checksum(tmp_path):
 
 class Numbers(torch.utils.data.Dataset):
     def __len__(self):
-        return 16
+        return 64
 
     def __getitem__(self, i):
         return {"x": torch.tensor([float(i)])}
@@ -146,13 +146,14 @@ def test_loader_workers_leave_stop_signals_to_the_main_process(signum):
     could finish its step and checkpoint (training/signals.py). The workers must keep serving."""
     others = {p.pid for p in multiprocessing.active_children()}  # e.g. workers of an earlier test's loader
     batches = train_batches(Numbers(), 4, seed=0, num_workers=2)
-    first = next(batches)
+    seen = [next(batches)["x"], next(batches)["x"]]  # one batch from each worker: both are set up
     workers = [p for p in multiprocessing.active_children() if p.pid not in others]
     assert len(workers) == 2
     for worker in workers:
         os.kill(worker.pid, signum)
     time.sleep(0.5)
-    seen = [first["x"]] + [next(batches)["x"] for _ in range(3)]  # the rest of the epoch
-    assert sorted(torch.cat(seen).flatten().tolist()) == [float(i) for i in range(16)]
+    # The rest of the epoch (16 batches; at most 4 were prefetched before the signal) from the same workers.
+    seen += [next(batches)["x"] for _ in range(14)]
+    assert sorted(torch.cat(seen).flatten().tolist()) == [float(i) for i in range(64)]
     assert all(w.is_alive() for w in workers)
     batches.close()
