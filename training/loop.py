@@ -95,7 +95,6 @@ def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer,
     params = [p for p in model.parameters() if p.requires_grad]
     progress = Progress(tc["steps"], start_step, enabled=tc["progress"] and main)
     clip = tc["grad_clip"] if tc["grad_clip"] > 0 else math.inf
-    grad_cache.check(tc, cfg["objective"]["name"])
     checkpoint.set_deterministic(tc["deterministic"])
     guard = NonFiniteGuard(tc["max_nonfinite_in_row"], writer if main else None, not scaler.is_enabled(),
                            total=(counters or {}).get("nonfinite_steps", 0))
