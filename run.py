@@ -122,7 +122,9 @@ def main(argv=None) -> int:
             print(f"error{'' if rank == '0' else f' (rank {rank})'}: {err}", file=sys.stderr)
         return 2
     if results is None:  # a torchrun rank other than 0: rank 0 reports
-        return 0
+        from training.distributed import exit_other_rank
+
+        exit_other_rank()
     if "stopped_at_step" in results:
         print(f"{run_dir}: stopped at step {results['stopped_at_step']}/{results['steps']} "
               f"(train.stop_after_steps); continue with: python run.py --resume {run_dir}")
