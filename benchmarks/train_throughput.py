@@ -43,6 +43,7 @@ checkpoint's fsync), which the wall-clock ratio does.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import platform
@@ -132,10 +133,20 @@ class Runner:
         return self.rates(steps, began, cpu)
 
 
-def measure(pair: str, steps: int, repeats: int, device_name: str, overrides=()) -> dict:
+@contextlib.contextmanager
+def open_runner(pair: str, device_name: str, overrides=()):
+    """A Runner for ``pair`` ("modality/objective") with its TensorBoard run in a temporary folder."""
     modality, objective = pair.split("/")
     with tempfile.TemporaryDirectory() as tmp:
         runner = Runner(modality, objective, device_name, Path(tmp), overrides)
+        try:
+            yield runner
+        finally:
+            runner.writer.close()
+
+
+def measure(pair: str, steps: int, repeats: int, device_name: str, overrides=()) -> dict:
+    with open_runner(pair, device_name, overrides) as runner:
         runner.run_loop(max(2, steps // 4))  # warm-up, not counted
         runner.run_minimal(max(2, steps // 4))
         loop, minimal = [], []  # (wall, cpu) samples/s per round
@@ -146,7 +157,6 @@ def measure(pair: str, steps: int, repeats: int, device_name: str, overrides=())
                 b, a = runner.run_minimal(steps), runner.run_loop(steps)
             loop.append(a)
             minimal.append(b)
-        runner.writer.close()
     ratios = [[a[i] / b[i] for a, b in zip(loop, minimal, strict=True)] for i in (0, 1)]
     return {"pair": pair, "batch": runner.batch_size, "device": str(runner.device),
             "loop": statistics.median(a[0] for a in loop), "minimal": statistics.median(b[0] for b in minimal),
@@ -194,14 +204,11 @@ def precision_table(args) -> bool:
     print("|---" * (3 + 2 * len(args.precisions) - 1) + "|", flush=True)
     ok = True
     for pair in args.pairs:
-        modality, objective = pair.split("/")
-        with tempfile.TemporaryDirectory() as tmp:
-            runner = Runner(modality, objective, args.device, Path(tmp), args.set)
+        with open_runner(pair, args.device, args.set) as runner:
             for p in args.precisions:  # warm-up (and compile, if train.compile) in every precision
                 runner.cfg["train"]["precision"] = p
                 runner.run_loop(max(2, args.steps // 4))
             row = precision_rows(runner, args.precisions, args.steps, args.repeats)
-            runner.writer.close()
         rates = row["samples_per_s"]
         ok = ok and all(v > 0 for v in rates.values())
         print(f"| {pair} | {runner.device} | {runner.batch_size} | " + " | ".join(f"{rates[p]:.1f}" for p in args.precisions)
@@ -217,16 +224,13 @@ def batch_table(args) -> bool:
     print("|---|---|---|---|---|", flush=True)
     ok = True
     for pair in args.pairs:
-        modality, objective = pair.split("/")
-        with tempfile.TemporaryDirectory() as tmp:
-            runner = Runner(modality, objective, args.device, Path(tmp), args.set)
+        with open_runner(pair, args.device, args.set) as runner:
             for p in args.precisions:
                 size, peak = largest_batch(runner, p, args.max_batch)
                 ok = ok and size > 0
                 capped = " (--max-batch)" if size == args.max_batch else ""
                 peak_text = f"{peak:.2f}" if math.isfinite(peak) else "-"
                 print(f"| {pair} | {runner.device} | {p} | {size}{capped} | {peak_text} |", flush=True)
-            runner.writer.close()
     return ok
 
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from training.host_memory import glibc, keep_freed_host_memory
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # Forward + backward of a 1-D conv whose activations (32 x 128 x 3199 float32, 52 MB) are above
 # glibc's largest adaptive mmap threshold (32 MiB); prints the minor page faults of each step.
