@@ -7,8 +7,8 @@ Order (later wins): ``configs/base.yaml`` <- ``configs/modalities/<m>.yaml``
 
 The keys of base, modality and objective files form the schema: the
 experiment file and overrides may only set keys that exist there, with a value
-of the same type (an int is accepted where a float is expected; a key whose
-default is ``null`` accepts anything). Override values are parsed as Python
+of the same type (an int is accepted where a float is expected, a number where
+the default is ``auto``; a key whose default is ``null`` accepts anything). Override values are parsed as Python
 literals, so ``optim.lr=1e-3`` is a float and ``data.path=clips/`` a string.
 The result is a plain nested dict; nothing reads a global config later.
 """
@@ -65,6 +65,8 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 def _check_type(key: str, default, value, source: str) -> None:
     if default is None or value is None:
         return
+    if default == "auto" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return  # 'auto' keys (data.medical_manifest.spatial_dims) also take the number they would pick
     if isinstance(default, bool) or isinstance(value, bool):
         ok = isinstance(default, bool) and isinstance(value, bool)
     elif isinstance(default, float):

@@ -275,7 +275,7 @@ def write_images(folder: Path, rows: list[str]):
 
 
 GOOD = ["gray.png,Normal chest.,normal,train", "rgb.png,Nodule in the right upper zone.,nodule,train",
-        "scan.dcm,Left effusion.,effusion,test", "slice.nii.gz,No focal opacity.,normal,val"]
+        "scan.dcm,Nodule in the left lower zone.,nodule,test", "slice.nii.gz,No focal opacity.,normal,val"]
 
 
 def test_manifest_loads_png_dicom_nifti_with_split_column(tmp_path):
@@ -285,7 +285,7 @@ def test_manifest_loads_png_dicom_nifti_with_split_column(tmp_path):
             for s in ("train", "val", "test")}
     assert [len(load[s]) for s in ("train", "val", "test")] == [2, 1, 1]
     train = load["train"]
-    assert train.classes == ["effusion", "nodule", "normal"] and train.labels.tolist() == [2, 1]
+    assert train.classes == ["nodule", "normal"] and train.labels.tolist() == [1, 0]
     assert train.captions[1] == "Nodule in the right upper zone." and train.rows == [1, 2]
     for ds in load.values():
         x = ds.x

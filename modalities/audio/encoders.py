@@ -5,22 +5,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from modalities.layers import ChannelNorm
 from registry import register
-
-
-class ChannelNorm(nn.Module):
-    """LayerNorm over channels at each time step of (B, C, T).
-
-    Normalizing over time (BatchNorm, GroupNorm) would let z_t see the future
-    of its clip, which CPC's prediction task could exploit (CPC_audio uses this).
-    """
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(channels)
-
-    def forward(self, x):
-        return rearrange(self.norm(rearrange(x, "b c t -> b t c")), "b t c -> b c t")
 
 
 @register("encoder", "cpc_wave", modality="audio", outputs=("embedding", "sequence", "context"))

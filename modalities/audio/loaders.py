@@ -14,15 +14,13 @@ the end) to ``clip_samples``. Each split loads its own files into memory when
 it is built, so a bad file fails at construction, naming the file and, for a
 manifest, its data row ("row 1" is the first line after the header).
 
-Splits: the ``split`` column when present; otherwise seeded and deterministic:
-with a ``speaker`` column, whole speakers go to test, then val, then train (no
-speaker in two splits); without one, each class is split by the fractions,
-always keeping at least one file of a class in train. Labels map to 0..K-1
-from the sorted names of every row (numerically when all are numbers).
+Splits and labels follow ``modalities/user_data.py``, as for every loader: a
+``split`` column is honoured (val carved from train when it names only train
+and test), without one all three are carved per class, seeded; a ``speaker``
+(or ``group``) column keeps each speaker inside one split.
 """
 from __future__ import annotations
 
-import csv
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +30,15 @@ import soundfile as sf
 import torch
 from torch.utils.data import Dataset
 
-from errors import UserError
-from modalities.labels import label_map
+from modalities.user_data import (
+    DataError,
+    canonical_label,
+    group_column,
+    label_map,
+    parse_split,
+    assign_splits,
+    read_csv,
+)
 from registry import register
 
 SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
@@ -42,7 +47,7 @@ UNLABELLED = "unlabelled"
 log = logging.getLogger(__name__)
 
 
-class AudioFileError(UserError, ValueError):
+class AudioFileError(DataError):
     """An audio file or manifest that is missing or cannot be read."""
 
 
@@ -51,8 +56,8 @@ class Row:
     file: Path
     label: str
     caption: str
-    speaker: str | None = None
-    split: str | None = None
+    speaker: str | None = None  # or any group kept inside one split (a 'speaker' or 'group' column)
+    split: str | None = None  # 'train' | 'val' | 'test' when the manifest has a split column
     row: int | None = None  # 1-based data row of a manifest
 
     def where(self) -> str:
@@ -91,39 +96,6 @@ def read_audio(file: Path, sample_rate: int, clip_samples: int, where: str | Non
     return mono.astype(np.float32), data.shape[0] / rate
 
 
-def assign_splits(rows: list[Row], seed: int, val_fraction: float, test_fraction: float) -> list[str]:
-    """The split of every row (see the module docstring)."""
-    if all(r.split is not None for r in rows):
-        return [r.split for r in rows]
-    rng = np.random.default_rng([seed, 7, 4423])
-    out = ["train"] * len(rows)
-    if any(r.speaker is not None for r in rows):
-        groups: dict[str, list[int]] = {}
-        for i, r in enumerate(rows):
-            groups.setdefault(r.speaker if r.speaker is not None else f"\0row{i}", []).append(i)
-        names = sorted(groups)
-        order = [names[j] for j in rng.permutation(len(names))]
-        targets = {"test": round(test_fraction * len(rows)), "val": round(val_fraction * len(rows))}
-        counts = dict.fromkeys(targets, 0)
-        for speaker in order[:-1]:  # the last speaker always stays in train
-            split = next((s for s in targets if counts[s] < targets[s]), None)
-            if split is None:
-                break
-            counts[split] += len(groups[speaker])
-            for i in groups[speaker]:
-                out[i] = split
-        return out
-    for label in sorted({r.label for r in rows}):
-        members = rng.permutation([i for i, r in enumerate(rows) if r.label == label])
-        n_test = min(round(test_fraction * len(members)), len(members) - 1)
-        n_val = min(round(val_fraction * len(members)), len(members) - 1 - n_test)
-        for i in members[:n_test]:
-            out[i] = "test"
-        for i in members[n_test:n_test + n_val]:
-            out[i] = "val"
-    return out
-
-
 class AudioFiles(Dataset):
     """One split of a list of ``Row``s, loaded into memory. Items: x (1, clip_samples) float32,
     label int64, text str, index int. Attributes: classes, labels, captions, files, speakers,
@@ -138,11 +110,12 @@ class AudioFiles(Dataset):
                  val_fraction: float, test_fraction: float, skip_bad: bool):
         if split not in SPLITS:
             raise ValueError(f"unknown split '{split}'; splits are {', '.join(SPLITS)}")
-        if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-            raise ValueError(f"need val_fraction, test_fraction >= 0 summing below 1, "
-                             f"got {val_fraction} and {test_fraction}")
         mapping = label_map(r.label for r in rows)
-        mine = [r for r, s in zip(rows, assign_splits(rows, seed, val_fraction, test_fraction)) if s == split]
+        given = [r.split for r in rows] if all(r.split is not None for r in rows) else None
+        groups = [r.speaker for r in rows] if any(r.speaker is not None for r in rows) else None
+        splits = assign_splits([canonical_label(r.label) for r in rows], given, groups, seed=seed,
+                               val_fraction=val_fraction, test_fraction=test_fraction, source=source)
+        mine = [r for r, s in zip(rows, splits) if s == split]
         waves, kept, durations, errors = [], [], [], []
         for r in mine:
             try:
@@ -163,7 +136,7 @@ class AudioFiles(Dataset):
             raise AudioFileError(f"{source}: the {split} split holds no readable files (of {len(rows)} rows); "
                                  "add files, a 'split' column, or change val_fraction/test_fraction")
         self.waves = torch.from_numpy(np.stack(waves)).unsqueeze(1)
-        self.labels = torch.tensor([mapping[r.label] for r in kept], dtype=torch.long)
+        self.labels = torch.tensor([mapping[canonical_label(r.label)] for r in kept], dtype=torch.long)
         self.captions = [r.caption for r in kept]
         self.files = [r.file for r in kept]
         self.speakers = [r.speaker for r in kept] if any(r.speaker is not None for r in rows) else None
@@ -204,35 +177,24 @@ def manifest_rows(csv_file: Path) -> list[Row]:
 
     Raises:
         AudioFileError: no such file, no ``path`` column, no rows, an empty path or label,
-            or a split other than train/val/test (naming the row).
+            or a split name that is not train/val/test or an alias (naming the row).
     """
-    if not csv_file.is_file():
-        raise AudioFileError(f"'{csv_file}': no such file")
-    try:
-        with open(csv_file, newline="", encoding="utf-8-sig") as f:
-            records = list(csv.DictReader(f, skipinitialspace=True))
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise AudioFileError(f"'{csv_file}': cannot be read as a UTF-8 CSV ({err})") from None
-    columns = {(k or "").strip() for r in records[:1] for k in r}
+    columns, records = read_csv(csv_file, AudioFileError)
     if "path" not in columns:
-        raise AudioFileError(f"'{csv_file}': has no 'path' column (columns: {', '.join(sorted(columns)) or 'none'})")
+        raise AudioFileError(f"'{csv_file}': has no 'path' column (columns: {', '.join(columns) or 'none'})")
+    by = group_column(columns)
     rows = []
-    for n, record in enumerate(records, start=1):
-        cell = {(k or "").strip(): (v or "").strip() for k, v in record.items() if not isinstance(v, list)}
-        where = f"'{csv_file}', row {n}"
+    for cell in records:
+        where = f"'{csv_file}', row {cell['row']}"
         if not cell["path"]:
             raise AudioFileError(f"{where}: empty path")
-        label = cell.get("label", UNLABELLED) if "label" in columns else UNLABELLED
+        label = cell["label"] if "label" in columns else UNLABELLED
         if not label:
             raise AudioFileError(f"{where}: empty label (label every row, or drop the column)")
-        split = cell.get("split") if "split" in columns else None
-        if split is not None and split.lower() not in SPLITS:
-            raise AudioFileError(f"{where}: split '{split}' is not one of {', '.join(SPLITS)}")
+        split = parse_split(cell["split"], where, AudioFileError) if "split" in columns else None
         caption = cell.get("caption") or ("a recording" if label == UNLABELLED else _caption_of(label))
-        rows.append(Row(csv_file.parent / cell["path"], label, caption, cell.get("speaker") or None,
-                        split.lower() if split is not None else None, n))
-    if not rows:
-        raise AudioFileError(f"'{csv_file}': has a header but no rows")
+        rows.append(Row(csv_file.parent / cell["path"], label, caption, (cell[by] or None) if by else None, split,
+                        cell["row"]))
     return rows
 
 

@@ -2,21 +2,25 @@
 
 The manifest has columns ``path`` (relative to the CSV's folder, or absolute;
 .png/.jpg/.bmp/.tif, .dcm, .nii, .nii.gz), ``report``, ``label`` and an
-optional ``split`` (train / val / test). Each row travels as a dict
+optional ``split`` (train / val / test) and ``group`` (or ``speaker``; e.g. a
+patient id, kept inside one split). Each row travels as a dict
 {"image": file, "report": ..., "label": ...} through
 
     LoadImaged(image_only, ensure_channel_first) -> channels -> Resized -> ScaleIntensityd(0, 1)
 
 2D images come out (channels, rows, columns): PNG/JPEG and DICOM are read
 rows-first (MONAI's default transposes them); NIfTI keeps its stored axis
-order. Labels (strings or numbers) map to 0..K-1 in sorted order (numbers
-numerically). Without a ``split`` column the rows are split per class,
-seeded. A bad file or row raises ``MedicalFileError`` naming the file and the
+order. ``spatial_dims: auto`` takes 2 or 3 from the first readable file of
+the manifest (a NIfTI slice stored (H, W, 1) counts as 2-D); a file that
+disagrees is an error naming it and the key. Labels and splits follow
+``modalities/user_data.py``, as for every loader: labels map to 0..K-1 in
+sorted order (numbers numerically, '1' and '1.0' one class); a ``split``
+column is honoured (val carved from train when it names only train and test);
+without one the rows are split per class, seeded. A bad file or row raises ``MedicalFileError`` naming the file and the
 manifest row (1-based, header excluded); ``skip_bad=True`` skips it instead.
 """
 from __future__ import annotations
 
-import csv
 import logging
 import warnings
 from contextlib import contextmanager
@@ -25,17 +29,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.data import NibabelReader, PILReader, PydicomReader
-from monai.transforms import Compose, EnsureTyped, Lambdad, LoadImaged, Resized, ScaleIntensityd
+from monai.transforms import Compose, EnsureTyped, Lambdad, LoadImage, LoadImaged, Resized, ScaleIntensityd
 from torch.utils.data import Dataset
 
-from errors import UserError
+from modalities.user_data import DataError, canonical_label, label_map, manifest_splits, read_csv, say_once
 from registry import register
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom", ".nii", ".nii.gz")
-SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+SPATIAL_DIMS_KEY = "data.medical_manifest.spatial_dims"
 
 
-class MedicalFileError(UserError, ValueError):
+class MedicalFileError(DataError):
     """A manifest, image file or manifest row that is missing or cannot be read."""
 
 
@@ -55,63 +59,21 @@ def detect_format(path) -> str:
     raise MedicalFileError(f"'{path}': expected a .csv manifest or a folder holding manifest.csv")
 
 
-def _label_map(values) -> tuple[dict, list]:
-    """({label: 0..K-1}, class names): distinct labels sorted, numerically when all are numbers ('1.0' is '1')."""
-    def number(v):
-        try:
-            return float(v)
-        except ValueError:
-            return None
-    if all(number(v) is not None for v in values):
-        canon = {v: str(int(number(v))) if number(v).is_integer() else str(number(v)) for v in values}
-        order = sorted(set(canon.values()), key=float)
-        return {v: order.index(c) for v, c in canon.items()}, order
-    order = sorted(set(values))
-    return {v: order.index(v) for v in values}, order
-
-
-def read_manifest(csv_file: Path) -> list[dict]:
-    """Rows {'row', 'path', 'report', 'label', 'split'?} of a manifest.
+def read_manifest(csv_file: Path) -> tuple[list[str], list[dict]]:
+    """(columns, rows {'row', 'path', 'report', 'label', ...}) of a manifest.
 
     Raises:
-        MedicalFileError: no such file, missing columns, empty fields or no rows.
+        MedicalFileError: no such file, missing columns, an empty path or label, or no rows.
     """
-    if not csv_file.is_file():
-        raise MedicalFileError(f"'{csv_file}': no such manifest")
-    try:
-        with open(csv_file, newline="", encoding="utf-8-sig") as f:
-            header, *raw = [line for line in csv.reader(f) if any(cell.strip() for cell in line)] or [[]]
-        fields = [h.strip().lower() for h in header]
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise MedicalFileError(f"'{csv_file}': cannot be read as a UTF-8 CSV ({err})") from err
-    missing = [c for c in ("path", "report", "label") if c not in fields]
+    columns, rows = read_csv(csv_file, MedicalFileError)
+    missing = [c for c in ("path", "report", "label") if c not in columns]
     if missing:
-        raise MedicalFileError(f"'{csv_file}': missing column(s) {', '.join(missing)}; columns are {fields}")
-    rows = []
-    for i, values in enumerate(raw, start=1):
-        row = {k: values[j].strip() if j < len(values) else "" for j, k in enumerate(fields)}
-        for column in ("path", "label") + (("split",) if "split" in fields else ()):
-            if not row.get(column):
-                raise MedicalFileError(f"'{csv_file}', row {i}: empty '{column}'")
-        if "split" in row and row["split"].lower() not in SPLIT_NAMES:
-            raise MedicalFileError(f"'{csv_file}', row {i}: split '{row['split']}' is not train, val or test")
-        rows.append({**row, "row": i})
-    if not rows:
-        raise MedicalFileError(f"'{csv_file}': holds no rows")
-    return rows
-
-
-def stratified_split(labels: np.ndarray, seed: int, val_fraction: float, test_fraction: float) -> np.ndarray:
-    """'train' / 'val' / 'test' per item: round(fraction * n_c) of every class, seeded, train never emptied."""
-    rng = np.random.default_rng([seed, 2, 90_001])
-    out = np.full(len(labels), "train", dtype=object)
-    for c in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == c))
-        n_test = min(int(round(test_fraction * len(members))), len(members) - 1)
-        n_val = min(int(round(val_fraction * len(members))), len(members) - 1 - n_test)
-        out[members[:n_test]] = "test"
-        out[members[n_test:n_test + n_val]] = "val"
-    return out
+        raise MedicalFileError(f"'{csv_file}': missing column(s) {', '.join(missing)}; columns are {columns}")
+    for row in rows:
+        for column in ("path", "label"):
+            if not row[column]:
+                raise MedicalFileError(f"'{csv_file}', row {row['row']}: empty '{column}'")
+    return columns, rows
 
 
 @contextmanager
@@ -128,14 +90,35 @@ def _no_gpu_decoder_notice():
         log.setLevel(level)
 
 
-def pipeline(image_size, channels: int, spatial_dims: int) -> Compose:
-    """The MONAI dictionary pipeline: {'image': file, ...} -> {'image': (channels, *size) float32 in [0, 1], ...}."""
+def _image_loader(keys=None):
+    """MONAI's LoadImage(d) over the NIfTI, DICOM and PIL readers, channel first."""
+    with _no_gpu_decoder_notice():
+        readers = [NibabelReader(), PydicomReader(swap_ij=False), PILReader(reverse_indexing=False)]
+        if keys is None:
+            return LoadImage(reader=readers, image_only=True, ensure_channel_first=True)
+        return LoadImaged(keys=keys, reader=readers, image_only=True, ensure_channel_first=True)
+
+
+def _spatial_dims_of(img) -> int:
+    """Spatial axes of a channel-first image, not counting trailing singleton axes past the second
+    (a NIfTI slice stored (H, W, 1) is 2-D)."""
+    dims = img.dim() - 1
+    while dims > 2 and img.shape[dims] == 1:
+        dims -= 1
+    return dims
+
+
+def pipeline(image_size, channels: int, spatial_dims: int, origin: str) -> Compose:
+    """The MONAI dictionary pipeline: {'image': file, ...} -> {'image': (channels, *size) float32 in [0, 1], ...}.
+
+    ``origin`` says where ``spatial_dims`` came from, for the error of a file that has other dimensions.
+    """
     def to_spatial_dims_and_channels(img):
-        # trailing singleton axes beyond spatial_dims (a NIfTI slice stored (H, W, 1)) are dropped
-        while img.dim() - 1 > spatial_dims and img.shape[-1] == 1:
-            img = img[..., 0]
-        if img.dim() - 1 != spatial_dims:
-            raise _BadImage(f"has {img.dim() - 1} spatial dimensions {tuple(img.shape[1:])}, expected {spatial_dims}")
+        dims = _spatial_dims_of(img)
+        if dims != spatial_dims:
+            raise _BadImage(f"has {dims} spatial dimensions {tuple(img.shape[1:dims + 1])}, expected {spatial_dims} "
+                            f"({origin}); make the files agree or set {SPATIAL_DIMS_KEY}")
+        img = img.reshape(img.shape[:dims + 1])
         have = img.shape[0]
         if have == 4 and channels != 4:  # RGBA: drop alpha
             img, have = img[:3], 3
@@ -148,16 +131,32 @@ def pipeline(image_size, channels: int, spatial_dims: int) -> Compose:
         raise _BadImage(f"has {have} channels; cannot convert to {channels}")
 
     size = [image_size] * spatial_dims if isinstance(image_size, int) else list(image_size)
-    with _no_gpu_decoder_notice():
-        readers = [NibabelReader(), PydicomReader(swap_ij=False), PILReader(reverse_indexing=False)]
-        load = LoadImaged(keys="image", reader=readers, image_only=True, ensure_channel_first=True)
     return Compose([
-        load,
+        _image_loader("image"),
         Lambdad(keys="image", func=to_spatial_dims_and_channels),
         Resized(keys="image", spatial_size=size),
         ScaleIntensityd(keys="image", minv=0.0, maxv=1.0),
         EnsureTyped(keys="image", dtype=torch.float32, track_meta=False),
     ])
+
+
+def first_spatial_dims(files: list[Path]) -> tuple[int, Path]:
+    """(2 or 3, the file) from the first of ``files`` that can be read (``spatial_dims: auto``).
+
+    Raises:
+        MedicalFileError: no file can be read, or the first readable one is neither 2-D nor 3-D.
+    """
+    load = _image_loader()
+    for file in files:
+        try:
+            with _no_gpu_decoder_notice():
+                dims = _spatial_dims_of(load(str(file)))
+        except Exception:  # unreadable: the split that holds it reports it (or skips it with skip_bad)
+            continue
+        if dims not in (2, 3):
+            raise MedicalFileError(f"'{file}': has {dims} spatial dimensions; images need 2, volumes 3")
+        return dims, file
+    raise MedicalFileError(f"none of the {len(files)} files of the manifest can be read as an image")
 
 
 def _reason(err: BaseException) -> str:
@@ -177,13 +176,16 @@ class ManifestImages(Dataset):
         path: the manifest .csv, or a folder holding manifest.csv.
         image_size: every image is resized to this (an int for all axes, or one per spatial axis).
         channels: output channels (RGB -> gray by the channel mean; gray -> RGB by repetition).
-        spatial_dims: 2 for images, 3 for volumes (NIfTI, multi-frame DICOM).
-        val_fraction, test_fraction: per-class fractions held out when there is no split column.
+        spatial_dims: 2 for images, 3 for volumes (NIfTI, multi-frame DICOM), "auto": from the first
+            readable file of the manifest (say so in one line).
+        val_fraction, test_fraction: per-class fractions held out (see ``modalities/user_data.py``).
         skip_bad: skip unreadable files (listed in ``self.skipped`` as (row, file, reason)) instead of failing.
 
     Raises:
         ValueError: unknown split or fractions outside [0, 1) summing to 1 or more.
-        MedicalFileError: the manifest, or a file of this split, is missing or unreadable.
+        MedicalFileError: the manifest, or a file of this split, is missing or unreadable, or has other
+            spatial dimensions than ``spatial_dims`` (naming the key).
+        DataError: a bad split name, or a class of val or test that train lacks.
     """
 
     @staticmethod
@@ -192,27 +194,32 @@ class ManifestImages(Dataset):
         path = Path(path)
         return path.is_file() and path.suffix.lower() == ".csv" or (path / "manifest.csv").is_file()
 
-    def __init__(self, split: str, seed: int, path: str, image_size=64, channels: int = 1, spatial_dims: int = 2,
+    def __init__(self, split: str, seed: int, path: str, image_size=64, channels: int = 1, spatial_dims="auto",
                  val_fraction: float = 0.1, test_fraction: float = 0.2, skip_bad: bool = False):
         if split not in ("train", "val", "test"):
             raise ValueError(f"unknown split '{split}'; splits are train, val, test")
-        if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-            raise ValueError(f"need fractions in [0, 1) summing below 1, got {val_fraction}, {test_fraction}")
-        if spatial_dims not in (2, 3) or channels < 1:
-            raise ValueError(f"need spatial_dims 2 or 3 and channels >= 1, got {spatial_dims}, {channels}")
+        if spatial_dims not in (2, 3, "auto") or channels < 1:
+            raise ValueError(f"need spatial_dims 2, 3 or 'auto' and channels >= 1, got {spatial_dims}, {channels}")
         csv_file = Path(path) / "manifest.csv" if Path(path).is_dir() else Path(path)
-        rows = read_manifest(csv_file)
-        mapping, self.classes = _label_map([r["label"] for r in rows])
-        labels = np.array([mapping[r["label"]] for r in rows], dtype=np.int64)
-        if "split" in rows[0]:
-            splits = np.array([SPLIT_NAMES[r["split"].lower()] for r in rows], dtype=object)
+        columns, rows = read_manifest(csv_file)
+        names = [canonical_label(r["label"]) for r in rows]
+        mapping = label_map(names)
+        self.classes = list(mapping)
+        labels = np.array([mapping[n] for n in names], dtype=np.int64)
+        splits = manifest_splits(csv_file, columns, rows, names, seed=seed, val_fraction=val_fraction,
+                                 test_fraction=test_fraction, error=MedicalFileError)
+        files = [Path(r["path"]) if Path(r["path"]).is_absolute() else csv_file.parent / r["path"] for r in rows]
+        if spatial_dims == "auto":
+            spatial_dims, first = first_spatial_dims(files)
+            origin = f"{SPATIAL_DIMS_KEY}=auto took {spatial_dims} from the first readable file '{first}'"
+            say_once(f"'{csv_file}': {spatial_dims}-D {'volumes' if spatial_dims == 3 else 'images'} "
+                     f"({SPATIAL_DIMS_KEY}=auto, from '{first.name}')")
         else:
-            splits = stratified_split(labels, seed, val_fraction, test_fraction)
-        transform = pipeline(image_size, channels, spatial_dims)
+            origin = f"{SPATIAL_DIMS_KEY}={spatial_dims}"
+        transform = pipeline(image_size, channels, spatial_dims, origin)
         images, kept, self.skipped = [], [], []
         for i in np.flatnonzero(splits == split):
-            row = rows[i]
-            file = Path(row["path"]) if Path(row["path"]).is_absolute() else csv_file.parent / row["path"]
+            row, file = rows[i], files[i]
             try:
                 images.append(self._load(transform, file, row))
                 kept.append(i)

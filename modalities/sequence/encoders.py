@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from modalities.layers import ChannelNorm
 from registry import register
 
 
@@ -56,17 +57,6 @@ def causal_standardize(x: torch.Tensor, mask: torch.Tensor | None = None) -> tor
     var = (torch.cumsum(xd.square() * w, dim=-1) / n - mean.square()).clamp_min(0.0)
     out = (xd - mean) / (var.sqrt() + 1e-6 * (mean.abs() + 1e-6))
     return (out * w).to(x.dtype)
-
-
-class ChannelNorm(nn.Module):
-    """LayerNorm over channels at each step of (B, C, T); statistics never mix time steps."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(channels)
-
-    def forward(self, x):
-        return rearrange(self.norm(rearrange(x, "b c t -> b t c")), "b t c -> b c t")
 
 
 class CausalConv1d(nn.Conv1d):

@@ -2,9 +2,11 @@
 
 Every format yields series of shape (C, T_i) with NaN for missing steps.
 Splits: train and test come from the two files; val is carved from train,
-stratified by class and seeded. All splits share one length (``length``, or
-the longest series of either file) and one label map (every label value of
-either file, sorted, numbers numerically). A step is real when every channel
+stratified by class and seeded, and a class of the test file that train never
+has is an error (``modalities/user_data.py``, as for every loader). All splits
+share one length (``length``, or the longest series of either file) and one
+label map (every label value of either file, sorted, numbers numerically,
+'1' and '1.0' one class). A step is real when every channel
 has a value there; missing and padded steps hold 0 and are False in ``mask``,
 which items carry whenever any series of the folder has such steps.
 Errors name the file and, for text formats, the line.
@@ -17,12 +19,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from errors import UserError
-from modalities.labels import label_map
+from modalities.user_data import DataError, assign_splits, canonical_label, label_map
 from registry import register
 
 
-class SequenceFileError(UserError, ValueError):
+class SequenceFileError(DataError):
     """A sequence data file that is missing or cannot be parsed."""
 
 
@@ -173,15 +174,6 @@ def detect_format(path) -> str:
     _fail(path, "holds no train.npz, <Name>_TRAIN.tsv or <Name>_TRAIN.ts")
 
 
-def _canonical(label: str) -> str:
-    """'1.0' and '1' name the same class."""
-    try:
-        value = float(label)
-    except ValueError:
-        return label
-    return str(int(value)) if value.is_integer() else repr(value)
-
-
 class FileSeries(Dataset):
     """A split of train/test series lists (see the module docstring); subclasses read the files.
 
@@ -203,15 +195,14 @@ class FileSeries(Dataset):
             _fail(files[0], f"its series and those of '{files[1]}' differ in channel count: {sorted(channels)}")
         if train_y is None:
             train_y, test_y = ["unlabelled"] * len(train_x), ["unlabelled"] * len(test_x)
-        train_y, test_y = [_canonical(v) for v in train_y], [_canonical(v) for v in test_y]
+        train_y, test_y = [canonical_label(v) for v in train_y], [canonical_label(v) for v in test_y]
         mapping = label_map(train_y + test_y)
         length = int(length) if length else max(s.shape[1] for s in train_x + test_x)
         x, mask = self._fixed(train_x + test_x, length)
         labels = np.array([mapping[v] for v in train_y + test_y], dtype=np.int64)
-        n_train = len(train_x)
-        val = self._carve(labels[:n_train], val_fraction, seed)
-        index = {"train": np.setdiff1d(np.arange(n_train), val), "val": val,
-                 "test": np.arange(n_train, len(labels))}[split]
+        splits = assign_splits(train_y + test_y, ["train"] * len(train_x) + ["test"] * len(test_x), seed=seed,
+                               val_fraction=val_fraction, test_fraction=0.0, source=f"'{files[0].parent}'")
+        index = np.flatnonzero(splits == split)
         self.has_mask = bool((~mask).any())
         self.x, self.mask = torch.from_numpy(x[index]), torch.from_numpy(mask[index])
         self.labels = torch.from_numpy(labels[index])
@@ -228,16 +219,6 @@ class FileSeries(Dataset):
             x[i, :, :min(length, s.shape[1])] = s[:, :length]
         mask = np.isfinite(x).all(axis=1)
         return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32), mask
-
-    @staticmethod
-    def _carve(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-        """Sorted train indices held out for val: round(fraction * n_c) per class, never a whole class."""
-        rng = np.random.default_rng([seed, 1, 7717])
-        val = []
-        for c in np.unique(labels):
-            members = rng.permutation(np.flatnonzero(labels == c))
-            val.extend(members[:min(int(round(fraction * len(members))), len(members) - 1)])
-        return np.sort(np.array(val, dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.labels)
