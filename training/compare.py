@@ -236,7 +236,9 @@ def describe(cell: Cell) -> str:
     if cell.results is None:
         return f"failed ({cell.failure}); log: {cell.run_dir / 'log.txt'}"
     m, f = cell.results["metrics"], cell.results["floor"]
-    return f"linear probe {m['linear_probe_acc']:.3f} (floor {f['linear_probe_acc']:.3f})"
+    shown = [f"{label} {m[key]:.3f} (floor {f[key]:.3f})" for key, label in (("linear_probe_acc", "linear probe"),
+                                                                           ("svm_acc", "SVM")) if key in m and key in f]
+    return ", ".join(shown)
 
 
 def main(argv) -> int:

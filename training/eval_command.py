@@ -3,7 +3,7 @@
 Rebuilds the model from RUN_DIR/config.yaml, loads checkpoints/last.pt (the
 whole model: encoders, objective heads, the text encoder's tokenizer), runs
 ``training.evaluate.evaluate_run`` on the trained model and its random-init
-floor, rewrites ``metrics``, ``floor`` and ``eval_time_s`` in RUN_DIR/results.json
+floor, rewrites ``metrics``, ``floor``, ``eval_split`` and ``eval_time_s`` in RUN_DIR/results.json
 (training fields kept) and logs ``eval/*`` to the run's TensorBoard at the
 checkpoint's step. Same config, same seed, same checkpoint: the same numbers
 training wrote.
@@ -25,7 +25,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="run.py eval", description="Evaluate a run's checkpoint again with the same protocols; "
                                          "rewrites metrics and floor in RUN_DIR/results.json.",
-        epilog="Overrides may change the protocol: eval.knn_k=10 eval.probe_epochs=100; "
+        epilog="Overrides may change the protocol: eval.knn_k=10 eval.probe_epochs=100 eval.split=val; "
                "results.json then holds the numbers of the new protocol.")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by run.py (config.yaml, checkpoints/last.pt)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="sets device (default: the run's)")
@@ -61,12 +61,13 @@ def evaluate_dir(run_dir: Path, overrides=()) -> dict:
 
     from training import checkpoint
     from training.build import build_datasets
-    from training.evaluate import evaluate_run
+    from training.evaluate import check_protocol, evaluate_run
     from training.experiment import build_model, initial_encoder, pick_device
     from training.host_memory import keep_freed_host_memory
     from training.precision import apply_speed_settings
 
     cfg = load_run_config(run_dir, overrides)
+    check_protocol(cfg)
     keep_freed_host_memory(cfg["train"]["keep_host_memory"])
     device = pick_device(cfg["device"])
     datasets = build_datasets(cfg)
@@ -106,6 +107,7 @@ def main(argv) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     m, f = results["metrics"], results["floor"]
-    shown = ", ".join(f"{k} {m[k]:.3f} (floor {f[k]:.3f})" for k in m if m[k] is not None and f[k] is not None)
+    shown = ", ".join(f"{k} {m[k]:.3g} (floor {f[k]:.3g})" if k == "svm_c" else f"{k} {m[k]:.3f} (floor {f[k]:.3f})"
+                      for k in m if m[k] is not None and f.get(k) is not None)
     print(f"{run_dir}: {shown}; evaluated in {results['eval_time_s']:.0f}s")
     return 0

@@ -1,15 +1,16 @@
 """What the evaluation writes to the run's TensorBoard, all in the run's own folder.
 
-- ``eval/<metric>`` and ``eval/floor_<metric>`` scalars;
-- one hparams entry (modality, objective and key hyperparameters against the
+- ``eval/<metric>`` and ``eval/floor_<metric>`` scalars, one per key of the evaluation's
+  metrics (``svm_c``, the SVM's chosen C, included);
+- one hparams entry (modality, objective, ``eval.split`` and key hyperparameters against the
   ``eval/*`` metrics), written with the run's own writer (``SummaryWriter.add_hparams``
   would open a sub-folder, i.e. a second run);
-- the embedding projector of the test split (``eval_embedding``, ``eval_floor_embedding``)
+- the embedding projector of the reported split (``eval.split``: ``eval_embedding``, ``eval_floor_embedding``)
   with class names (and captions) as labels, and thumbnails for 2D images; written
   once per step (``run.py eval`` of the same checkpoint leaves the first one);
-- a few test clips (``eval/audio/<class>``) for audio data (datasets with ``sample_rate``);
+- a few clips of the reported split (``eval/audio/<class>``) for audio data (datasets with ``sample_rate``);
 - paired objectives: ``eval/similarity_matrix``, the cosine similarities of the first
-  ``SIM_ITEMS`` test items (rows) and their captions (columns) in the joint space, mapped
+  ``SIM_ITEMS`` reported items (rows) and their captions (columns) in the joint space, mapped
   from [-1, 1] to [0, 1] (a bright diagonal is a model that matches its pairs).
 """
 from __future__ import annotations
@@ -27,7 +28,8 @@ THUMBNAIL = 32       # projector thumbnail side, pixels
 
 def log_all(writer, cfg: dict, step: int, test_set, trained: dict, floor: dict, trained_test: dict,
             floor_test: dict) -> None:
-    """Every TensorBoard output of one evaluation (see the module docstring)."""
+    """Every TensorBoard output of one evaluation (see the module docstring); ``test_set`` and
+    ``trained_test``/``floor_test`` are the reported split (``eval.split``) and its embeddings."""
     log_scalars(writer, step, trained, floor)
     log_hparams(writer, cfg, trained)
     log_projector(writer, "eval_embedding", trained_test, test_set, step)
@@ -52,7 +54,7 @@ def hparam_values(cfg: dict) -> dict:
     values = {"modality": cfg["modality"], "objective": cfg["objective"]["name"], "encoder": cfg["model"]["encoder"],
               "dataset": cfg["data"]["name"], "seed": cfg["seed"], "steps": cfg["train"]["steps"],
               "batch_size": cfg["train"]["batch_size"], "lr": cfg["optim"]["lr"],
-              "weight_decay": cfg["optim"]["weight_decay"]}
+              "weight_decay": cfg["optim"]["weight_decay"], "eval.split": cfg["eval"]["split"]}
     for key, value in cfg["objective"].items():
         if key != "name" and isinstance(value, (bool, int, float, str)):
             values[f"objective.{key}"] = value

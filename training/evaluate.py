@@ -1,17 +1,23 @@
 """Frozen-encoder evaluation: one embedding pass per split and encoder, then every protocol.
 
-Protocols (all fixed in advance; nothing is chosen by looking at test):
+Every protocol is fit on the train split and reports on the split ``eval.split`` names
+(``test``, or ``val`` for choosing recipes without looking at test; "reported split" below).
+Protocols (all fixed in advance; nothing is chosen by looking at the reported split):
 
 - ``linear_probe_acc``: standardize with train statistics, fit a multinomial
   logistic regression on train only (full batch, AdamW, ``eval.probe_epochs``
   epochs at ``eval.probe_lr``, weight decay ``eval.probe_weight_decay``, seeded
-  by ``seed``), report accuracy once on test.
+  by ``seed``), report accuracy once on the reported split.
+- ``svm_acc``, ``svm_c``: RBF-kernel SVM on standardized embeddings, C from ``eval.svm_c_grid``
+  by ``eval.svm_folds``-fold stratified cross-validation on train (shuffled with ``seed``),
+  refit on train, scored once (``training.svm``; T-Loss and TS2Vec's protocol); ``svm_c`` is the
+  chosen C. Left out when train has one class.
 - ``knn_acc``: weighted kNN (``metrics.knn_predict``), train split as the bank,
-  test as queries, k = ``eval.knn_k``, votes exp(cos / ``eval.knn_temperature``).
-- ``alignment``, ``uniformity``, ``effective_rank`` on the test embeddings
+  the reported split as queries, k = ``eval.knn_k``, votes exp(cos / ``eval.knn_temperature``).
+- ``alignment``, ``uniformity``, ``effective_rank`` on the reported split's embeddings
   (positives for alignment = same-class pairs, for every objective alike).
 - paired objectives only, in the joint space the objective trained
-  (``PairedObjective.embed_x`` / ``embed_text``) on the test split:
+  (``PairedObjective.embed_x`` / ``embed_text``) on the reported split:
   ``retrieval_r{1,5,10}_{x2t,t2x}``, ``retrieval_medr_{x2t,t2x}`` and
   ``zero_shot_acc`` (prompts ``eval.zero_shot_template`` filled with each class name).
 
@@ -33,7 +39,7 @@ from torch import nn
 from errors import UserError
 from objectives.inputs import encode
 from objectives.paired import PairedObjective
-from training import eval_logging, metrics
+from training import eval_logging, metrics, svm
 from training.data import eval_loader, to_device
 
 
@@ -141,36 +147,62 @@ def prompts(classes, template: str) -> list[str]:
     return [template.replace("{}", str(name).replace("_", " ").strip()) for name in classes]
 
 
-def evaluate_model(encoders, objective, datasets: dict, cfg: dict, device) -> tuple[dict, dict]:
-    """Every protocol for one model; returns (metrics, test embeddings for logging)."""
-    with frozen(*encoders.values(), objective):
-        return _evaluate_model(encoders, objective, datasets, cfg, device)
+SPLITS = ("test", "val")
 
 
-def _evaluate_model(encoders, objective, datasets: dict, cfg: dict, device) -> tuple[dict, dict]:
+def check_protocol(cfg: dict) -> None:
+    """Reject an ``eval`` section the protocols cannot run with, before any work.
+
+    Raises:
+        UserError: ``eval.split`` is not test or val, ``eval.svm_c_grid`` is empty or holds a C
+            that is not a positive number, or ``eval.svm_folds`` is below 2.
+    """
     ev = cfg["eval"]
-    train_set, test_set = datasets["train"], datasets["test"]
+    if ev["split"] not in SPLITS:
+        raise UserError(f"eval.split must be test or val (the split every protocol reports on), got '{ev['split']}'")
+    grid = ev["svm_c_grid"]
+    if not grid or not all(isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0 for c in grid):
+        raise UserError(f"eval.svm_c_grid must be a non-empty list of positive numbers, got {grid!r}")
+    if not isinstance(ev["svm_folds"], int) or ev["svm_folds"] < 2:
+        raise UserError(f"eval.svm_folds must be an integer of at least 2, got {ev['svm_folds']!r}")
+
+
+def evaluate_model(encoders, objective, datasets: dict, cfg: dict, device, announce: bool = True) -> tuple[dict, dict]:
+    """Every protocol for one model; returns (metrics, the reported split's embeddings for logging).
+    ``announce``: print the SVM's fold note (``svm.svm_probe``)."""
+    with frozen(*encoders.values(), objective):
+        return _evaluate_model(encoders, objective, datasets, cfg, device, announce)
+
+
+def _evaluate_model(encoders, objective, datasets: dict, cfg: dict, device, announce: bool) -> tuple[dict, dict]:
+    ev = cfg["eval"]
+    train_set, report_set = datasets["train"], datasets[ev["split"]]
     paired = objective if is_paired(encoders, objective) else None
     text_encoder = encoders["text"] if paired is not None else None
     train = embed(encoders["x"], train_set, ev["batch_size"], device)
-    test = embed(encoders["x"], test_set, ev["batch_size"], device, paired, text_encoder)
+    reported = embed(encoders["x"], report_set, ev["batch_size"], device, paired, text_encoder)
     n_classes = max(len(train_set.classes), int(train["label"].max()) + 1)
 
-    acc, _ = linear_probe(train["embedding"], train["label"], test["embedding"], test["label"], n_classes,
-                          ev["probe_epochs"], ev["probe_lr"], ev["probe_weight_decay"], cfg["seed"])
+    acc, _ = linear_probe(train["embedding"], train["label"], reported["embedding"], reported["label"],
+                          n_classes, ev["probe_epochs"], ev["probe_lr"], ev["probe_weight_decay"], cfg["seed"])
+    fitted = svm.svm_probe(train["embedding"], train["label"], reported["embedding"], reported["label"],
+                           ev["svm_c_grid"], ev["svm_folds"], cfg["seed"], announce)
     out = {"linear_probe_acc": acc,
-           "knn_acc": metrics.knn_accuracy(train["embedding"], train["label"], test["embedding"], test["label"],
+           "svm_acc": math.nan if fitted is None else fitted.accuracy,
+           "svm_c": math.nan if fitted is None else fitted.c,
+           "knn_acc": metrics.knn_accuracy(train["embedding"], train["label"], reported["embedding"], reported["label"],
                                            n_classes, ev["knn_k"], ev["knn_temperature"]),
-           "alignment": metrics.alignment(test["embedding"], test["label"]),
-           "uniformity": metrics.uniformity(test["embedding"]),
-           "effective_rank": metrics.effective_rank(test["embedding"])}
+           "alignment": metrics.alignment(reported["embedding"], reported["label"]),
+           "uniformity": metrics.uniformity(reported["embedding"]),
+           "effective_rank": metrics.effective_rank(reported["embedding"])}
     if paired is not None:
-        test["text"] = embed_texts(paired, encoders, list(test_set.captions), ev["batch_size"])
-        class_texts = embed_texts(paired, encoders, prompts(test_set.classes, ev["zero_shot_template"]),
+        reported["text"] = embed_texts(paired, encoders, list(report_set.captions), ev["batch_size"])
+        class_texts = embed_texts(paired, encoders, prompts(report_set.classes, ev["zero_shot_template"]),
                                   ev["batch_size"])
-        out.update(metrics.retrieval_metrics(test["joint"], test["text"], torch.arange(len(test_set))))
-        out["zero_shot_acc"] = (metrics.zero_shot_predict(test["joint"], class_texts) == test["label"]).float().mean().item()
-    return out, test
+        out.update(metrics.retrieval_metrics(reported["joint"], reported["text"], torch.arange(len(report_set))))
+        predicted = metrics.zero_shot_predict(reported["joint"], class_texts)
+        out["zero_shot_acc"] = (predicted == reported["label"]).float().mean().item()
+    return out, reported
 
 
 def floor_model(cfg: dict, datasets: dict, floor_encoder, device) -> nn.ModuleDict:
@@ -189,21 +221,29 @@ def evaluate_run(cfg: dict, model, floor_encoder, datasets: dict, device, writer
 
     Logs ``eval/<metric>`` and ``eval/floor_<metric>`` at ``step``, the hparams entry and the
     TensorBoard extras (``eval_logging``); returns {"metrics": {...}, "floor": {...} (same keys;
-    metrics undefined on the data are left out), "eval_time_s": seconds}, merged into results.json.
+    metrics undefined on the data are left out), "eval_split": ``eval.split``, "eval_time_s":
+    seconds}, merged into results.json.
+
+    Raises:
+        UserError: an ``eval`` section ``check_protocol`` rejects.
     """
+    check_protocol(cfg)
     began = time.time()
     trained, trained_test = evaluate_model(model["encoders"], model["objective"], datasets, cfg, device)
     if is_paired(model["encoders"], model["objective"]):
         floor_parts = floor_model(cfg, datasets, floor_encoder, device)
-        floor, floor_test = evaluate_model(floor_parts["encoders"], floor_parts["objective"], datasets, cfg, device)
+        floor, floor_test = evaluate_model(floor_parts["encoders"], floor_parts["objective"], datasets, cfg, device,
+                                           announce=False)
     else:
-        floor, floor_test = evaluate_model({"x": floor_encoder}, None, datasets, cfg, device)
+        floor, floor_test = evaluate_model({"x": floor_encoder}, None, datasets, cfg, device, announce=False)
     trained, floor = defined(trained), defined(floor)
-    eval_logging.log_all(writer, cfg, step, datasets["test"], trained, floor, trained_test, floor_test)
-    return {"metrics": trained, "floor": floor, "eval_time_s": round(time.time() - began, 2)}
+    split = cfg["eval"]["split"]
+    eval_logging.log_all(writer, cfg, step, datasets[split], trained, floor, trained_test, floor_test)
+    return {"metrics": trained, "floor": floor, "eval_split": split, "eval_time_s": round(time.time() - began, 2)}
 
 
 def defined(values: dict) -> dict:
     """``values`` without NaN entries: a metric undefined on this data (alignment when no class has
-    two test samples) is left out of results.json, never written as NaN (which is not JSON)."""
+    two reported samples, the SVM when train has one class) is left out of results.json, never
+    written as NaN (which is not JSON)."""
     return {k: v for k, v in values.items() if not (isinstance(v, float) and math.isnan(v))}
