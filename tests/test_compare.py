@@ -64,7 +64,8 @@ def test_table_numbers_are_mean_and_std_of_the_cells_results(grid):
     assert [r["seed"] for r in results] == [0, 1]
     row = next(r for r in csv_rows(out / "comparison.csv") if r["modality"] == "sequence"
                and r["objective"] == "cpc")
-    assert row["seeds_done"] == "2" and float(row["chance"]) == pytest.approx(1 / 8)
+    assert row["seeds_done"] == "2" and float(row["chance"]) == pytest.approx(1 / 8) and row["eval_split"] == "test"
+    assert all("svm_acc" in r["metrics"] and "svm_acc" in r["floor"] for r in results)  # checked in the loop below
     for key in results[0]["metrics"]:
         if not all(key in r["metrics"] and key in r["floor"] for r in results):
             continue  # a metric undefined on this data is left out of results.json
@@ -77,8 +78,13 @@ def test_table_numbers_are_mean_and_std_of_the_cells_results(grid):
         mean_std([r["floor"]["linear_probe_acc"] for r in results])
     verdict = "beats floor" if probe[0] > floor[0] else "DOES NOT BEAT FLOOR"
     assert row["status"] == verdict and row["best"] == "True"  # the only finished pair of its row
-    line = next(li for li in (out / "comparison.md").read_text().splitlines() if li.startswith("| sequence | cpc |"))
+    table = (out / "comparison.md").read_text().splitlines()
+    assert "| modality | objective | linear probe | floor | SVM | floor | kNN | floor | chance |" in table[6]
+    assert "linear probe test accuracy" in table[4]
+    line = next(li for li in table if li.startswith("| sequence | cpc |"))
     assert f"**{probe[0]:.3f} ± {probe[1]:.3f}**" in line and f"{floor[0]:.3f} ± {floor[1]:.3f}" in line
+    svm, svm_floor = (mean_std([r[part]["svm_acc"] for r in results]) for part in ("metrics", "floor"))
+    assert line.split(" | ")[4:6] == [f"{svm[0]:.3f} ± {svm[1]:.3f}", f"{svm_floor[0]:.3f} ± {svm_floor[1]:.3f}"]
     assert line.rstrip(" |").endswith(verdict)
 
 
@@ -156,3 +162,24 @@ def test_default_budgets_are_valid_config_keys_of_their_pairs():
         for text in overrides:
             key, value = config_lib.parse_override(text)
             assert config_lib.flatten(cfg)[key] == value
+
+
+def test_a_table_of_cells_reported_on_different_splits_names_the_split_of_each_row(tmp_path):
+    from training.compare import Cell, Pair
+    from training.compare_report import markdown, mark_best, summarize
+
+    def pair(modality, split):
+        result = {"chance_acc": 0.5, "wall_time_s": 1.0, "metrics": {"linear_probe_acc": 0.9, "svm_acc": 0.8},
+                  "floor": {"linear_probe_acc": 0.5, "svm_acc": 0.4}, **({"eval_split": split} if split else {})}
+        return Pair(modality, "cpc", cells=[Cell(modality, "cpc", 0, tmp_path, [], results=result)])
+
+    rows = [summarize(p) for p in (pair("audio", "val"), pair("sequence", None))]  # None: results.json before eval_split
+    mark_best(rows)
+    lines = markdown(rows, "cmd").splitlines()
+    assert "accuracy on the split in the split column" in lines[4]
+    assert lines[6].startswith("| modality | objective | split | linear probe | floor | SVM | floor |")
+    assert lines[8].startswith("| audio | cpc | val | **0.900** | 0.500 | 0.800 | 0.400 |")
+    assert lines[9].startswith("| sequence | cpc | test |")
+    rows = [summarize(pair("audio", "val"))]
+    mark_best(rows)
+    assert "linear probe val accuracy" in markdown(rows, "cmd").splitlines()[4]

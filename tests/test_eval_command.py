@@ -7,7 +7,7 @@ from conftest import TINY, run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-PAIRED_KEYS = {"linear_probe_acc", "knn_acc", "alignment", "uniformity", "effective_rank", "zero_shot_acc",
+PAIRED_KEYS = {"linear_probe_acc", "svm_acc", "svm_c", "knn_acc", "alignment", "uniformity", "effective_rank", "zero_shot_acc",
                *(f"retrieval_{m}_{d}" for m in ("r1", "r5", "r10", "medr") for d in ("x2t", "t2x"))}
 
 
@@ -19,21 +19,26 @@ def events(run_dir) -> EventAccumulator:
 
 @pytest.fixture(scope="module")
 def trained_clap(tmp_path_factory):
-    """A 3-step audio CLAP run (train 4 clips per class, test 2)."""
+    """A 3-step audio CLAP run (train 4 clips per class, test 2); (run folder, its stderr)."""
     run_dir = tmp_path_factory.mktemp("eval") / "run"
     done = run_cli("--modality", "audio", "--objective", "clap", "--run-dir", run_dir, "train.steps=3",
                    "train.batch_size=8", "train.progress=false", "eval.probe_epochs=5", "objective.proj_dim=16",
                    "model.text.text_transformer.width=16", "model.text.text_transformer.layers=1", *TINY["audio"])
     assert done.returncode == 0, done.stderr
-    return run_dir
+    return run_dir, done.stderr
 
 
 def test_training_writes_every_paired_metric_and_its_floor(trained_clap):
-    results = json.loads((trained_clap / "results.json").read_text())
+    run_dir, stderr = trained_clap
+    results = json.loads((run_dir / "results.json").read_text())
     assert set(results["metrics"]) == set(results["floor"]) == PAIRED_KEYS
-    assert results["eval_time_s"] > 0
+    assert results["eval_time_s"] > 0 and results["eval_split"] == "test"
+    # 4 train clips per class: 4-fold cross-validation for the SVM, said once for the trained model and its floor.
+    note = "note: svm: smallest train class has 4 items: 4-fold cross-validation instead of 5"
+    assert stderr.splitlines().count(note) == 1, stderr
     for m in (results["metrics"], results["floor"]):
-        for key in ("linear_probe_acc", "knn_acc", "zero_shot_acc", "retrieval_r1_x2t", "retrieval_r10_t2x"):
+        assert m["svm_c"] in (1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 1e4)
+        for key in ("linear_probe_acc", "svm_acc", "knn_acc", "zero_shot_acc", "retrieval_r1_x2t", "retrieval_r10_t2x"):
             assert 0.0 <= m[key] <= 1.0, key
         assert m["retrieval_r1_x2t"] <= m["retrieval_r5_x2t"] <= m["retrieval_r10_x2t"]
         assert 1 <= m["retrieval_medr_t2x"] <= 16  # 16 test clips, one caption each
@@ -41,10 +46,15 @@ def test_training_writes_every_paired_metric_and_its_floor(trained_clap):
 
 
 def test_tensorboard_gets_eval_scalars_hparams_projector_audio_and_similarity(trained_clap):
+    trained_clap, _ = trained_clap
     acc = events(trained_clap)
     tags = acc.Tags()
     for key in PAIRED_KEYS:
         assert f"eval/{key}" in tags["scalars"] and f"eval/floor_{key}" in tags["scalars"], key
+    results = json.loads((trained_clap / "results.json").read_text())
+    for key, part in (("svm_acc", "metrics"), ("floor_svm_acc", "floor"), ("svm_c", "metrics")):
+        assert [e.value for e in acc.Scalars(f"eval/{key}")] == [
+            pytest.approx(results[part][key.removeprefix("floor_")])], key
     assert "train/logit_scale" in tags["scalars"]  # CLAP's learnt scale, one point per step
     assert [s.step for s in acc.Scalars("train/logit_scale")] == [1, 2, 3]
     assert "eval/similarity_matrix" in tags["images"]
@@ -54,7 +64,7 @@ def test_tensorboard_gets_eval_scalars_hparams_projector_audio_and_similarity(tr
     start = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     hparams = plugin_data_pb2.HParamsPluginData.FromString(start).session_start_info.hparams
     assert hparams["modality"].string_value == "audio" and hparams["objective"].string_value == "clap"
-    assert hparams["steps"].number_value == 3
+    assert hparams["steps"].number_value == 3 and hparams["eval.split"].string_value == "test"
     assert not list(trained_clap.glob("*/events.out.tfevents.*"))
     experiment = plugin_data_pb2.HParamsPluginData.FromString(
         acc.PluginTagToContent("hparams")["_hparams_/experiment"]).experiment
@@ -67,6 +77,7 @@ def test_tensorboard_gets_eval_scalars_hparams_projector_audio_and_similarity(tr
 
 
 def test_eval_command_recomputes_the_same_numbers(trained_clap):
+    trained_clap, _ = trained_clap
     before = json.loads((trained_clap / "results.json").read_text())
     (trained_clap / "results.json").write_text(json.dumps({**before, "metrics": {}, "floor": {}}))
     done = run_cli("eval", trained_clap)
@@ -74,6 +85,8 @@ def test_eval_command_recomputes_the_same_numbers(trained_clap):
     assert "zero_shot_acc" in done.stdout
     after = json.loads((trained_clap / "results.json").read_text())
     assert after["metrics"] == before["metrics"] and after["floor"] == before["floor"]
+    assert after["metrics"]["svm_acc"] == before["metrics"]["svm_acc"] and "svm_acc" in after["floor"]
+    assert done.stderr.count("note: svm:") == 1
     assert {k: v for k, v in after.items() if k != "eval_time_s"} == {k: v for k, v in before.items()
                                                                        if k != "eval_time_s"}
     # The eval command logs at the checkpoint's step, in the same folder, without a second projector entry.
@@ -87,12 +100,25 @@ def test_eval_command_recomputes_the_same_numbers(trained_clap):
     assert done.returncode == 0, done.stderr
     changed = json.loads((trained_clap / "results.json").read_text())
     assert changed["metrics"]["linear_probe_acc"] == before["metrics"]["linear_probe_acc"]
+    assert changed["metrics"]["svm_acc"] == before["metrics"]["svm_acc"]
     assert changed["wall_time_s"] == before["wall_time_s"]
+
+    # eval.split=val: every protocol on the val split (2 clips per class), recorded; test again restores the numbers.
+    done = run_cli("eval", trained_clap, "eval.split=val")
+    assert done.returncode == 0, done.stderr
+    on_val = json.loads((trained_clap / "results.json").read_text())
+    assert on_val["eval_split"] == "val" and on_val["metrics"] != before["metrics"]
+    assert on_val["metrics"]["svm_c"] == before["metrics"]["svm_c"]  # chosen on train alike
+    assert run_cli("eval", trained_clap).returncode == 0
+    again = json.loads((trained_clap / "results.json").read_text())
+    assert again["eval_split"] == "test" and again["metrics"] == before["metrics"]
 
 
 def test_eval_command_errors_are_one_sentence(tmp_path, trained_clap):
+    trained_clap, _ = trained_clap
     for args, fragment in [((tmp_path,), "is not a run directory"),
-                           ((trained_clap, "train.steps=5"), "only takes eval.* and device overrides")]:
+                           ((trained_clap, "train.steps=5"), "only takes eval.* and device overrides"),
+                           ((trained_clap, "eval.split=tset"), "eval.split must be test or val")]:
         done = run_cli("eval", *args)
         assert done.returncode == 2 and "Traceback" not in done.stderr
         lines = done.stderr.strip().splitlines()

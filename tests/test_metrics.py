@@ -1,4 +1,5 @@
-"""Evaluation metrics against float64 NumPy loops and analytic values; the probe never sees test data."""
+"""Evaluation metrics against float64 NumPy loops and analytic values; the probe never sees test data;
+eval.split=val puts every protocol on val."""
 import math
 
 import numpy as np
@@ -201,3 +202,45 @@ def test_the_probe_never_sees_test_data():
     # And fitting learns from train: the probe separates the learnable train split.
     fitted = fit_linear_probe(train_x, train_y, 3, epochs=200, lr=0.05)
     assert (fitted.predict(train_x) == train_y).float().mean() > 0.9
+
+
+def test_eval_split_val_reports_every_protocol_on_val_and_never_reads_test():
+    import config as config_lib
+    import modalities  # noqa: F401  (registers datasets, encoders)
+    import objectives  # noqa: F401
+    from conftest import TINY
+
+    from errors import UserError
+    from training import svm
+    from training.build import build_datasets, build_encoder
+    from training.evaluate import check_protocol, embed, evaluate_model, frozen
+
+    cfg = config_lib.load_config("sequence", "supcon", overrides=[*TINY["sequence"], "eval.probe_epochs=5",
+                                                                  "eval.split=val"])
+    datasets = build_datasets(cfg)
+    torch.manual_seed(0)
+    encoder = build_encoder(cfg, datasets["train"].input_shape)
+    cpu = torch.device("cpu")
+    on_val, reported = evaluate_model({"x": encoder}, None, datasets, cfg, cpu)
+    assert torch.equal(reported["label"], datasets["val"].labels)
+    # Any test split (here the train split under its name) leaves a val evaluation unchanged ...
+    assert evaluate_model({"x": encoder}, None, {**datasets, "test": datasets["train"]}, cfg, cpu)[0] == on_val
+    # ... which is a test evaluation of the val split, and not the test evaluation.
+    as_test = {**cfg, "eval": {**cfg["eval"], "split": "test"}}
+    assert evaluate_model({"x": encoder}, None, {**datasets, "test": datasets["val"]}, as_test, cpu)[0] == on_val
+    assert evaluate_model({"x": encoder}, None, datasets, as_test, cpu)[0] != on_val
+
+    ev = cfg["eval"]
+    with frozen(encoder):
+        train, val = embed(encoder, datasets["train"], 64, cpu), embed(encoder, datasets["val"], 64, cpu)
+    acc, _ = linear_probe(train["embedding"], train["label"], val["embedding"], val["label"], 8,
+                          ev["probe_epochs"], ev["probe_lr"], ev["probe_weight_decay"], cfg["seed"])
+    fitted = svm.svm_probe(train["embedding"], train["label"], val["embedding"], val["label"], ev["svm_c_grid"],
+                           ev["svm_folds"], cfg["seed"])
+    assert on_val["linear_probe_acc"] == acc and on_val["svm_acc"] == fitted.accuracy and on_val["svm_c"] == fitted.c
+    assert on_val["effective_rank"] == metrics.effective_rank(val["embedding"])
+
+    for key, value, fragment in [("split", "train", "eval.split must be test or val"),
+                                 ("svm_c_grid", [], "eval.svm_c_grid"), ("svm_folds", 1, "eval.svm_folds")]:
+        with pytest.raises(UserError, match=fragment):
+            check_protocol({**cfg, "eval": {**ev, key: value}})
