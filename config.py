@@ -135,25 +135,53 @@ def load_config(modality: str, objective: str, experiment: str | None = None, ov
     cfg = load_yaml(config_dir / "base.yaml")
     for layer in (config_dir / "modalities" / f"{modality}.yaml", config_dir / "objectives" / f"{objective}.yaml"):
         if layer.is_file():
-            cfg = _deep_merge(cfg, load_yaml(layer))
+            data = load_yaml(layer)
+            cfg = _deep_merge(cfg, data)
+            settle_budget(cfg, flatten(data), f"config file '{layer}'")
     # A modality may tune itself and an objective for each other (medical CPC: patch-grid embeddings, 3 rows ahead).
     pair_settings = (cfg.pop("with_objective", None) or {}).get(objective)
     if pair_settings:
-        apply(cfg, pair_settings, f"with_objective.{objective} of modality '{modality}'")
+        apply_layer(cfg, pair_settings, f"with_objective.{objective} of modality '{modality}'")
     if experiment:
-        apply(cfg, load_yaml(Path(experiment)), f"config file '{experiment}'")
+        apply_layer(cfg, load_yaml(Path(experiment)), f"config file '{experiment}'")
     apply_overrides(cfg, overrides)
     cfg["modality"], cfg["objective"]["name"] = modality, objective
     return cfg
 
 
 def apply_overrides(cfg: dict, overrides) -> None:
-    """Apply ``key=value`` strings to ``cfg`` in order (see ``apply`` for the checks)."""
+    """Apply ``key=value`` strings to ``cfg`` in order (see ``apply_layer`` for the checks)."""
     for text in overrides:
         key, value = parse_override(text)
         tree: dict = {}
         _set(tree, key, value)
-        apply(cfg, tree, f"override '{text}'")
+        apply_layer(cfg, tree, f"override '{text}'")
+
+
+def apply_layer(tree: dict, updates: dict, source: str) -> None:
+    """``apply`` one layer of settings, then ``settle_budget`` for what it set."""
+    apply(tree, updates, source)
+    settle_budget(tree, flatten(updates), source)
+
+
+BUDGET_KEYS = ("train.steps", "train.epochs")
+
+
+def settle_budget(cfg: dict, layer: dict, source: str) -> None:
+    """Exactly one of ``train.steps`` and ``train.epochs`` is set: a layer that sets one clears the other.
+
+    ``layer`` is the flattened layer just applied.
+
+    Raises:
+        ConfigError: the layer sets both.
+    """
+    given = [k for k in BUDGET_KEYS if layer.get(k) is not None]
+    if len(given) == 2:
+        raise ConfigError(f"{source}: sets both train.steps and train.epochs; set one (epochs: "
+                          "steps = ceil(epochs x train items / global batch))")
+    if given:
+        other = BUDGET_KEYS[1 - BUDGET_KEYS.index(given[0])]
+        cfg["train"][other.split(".")[1]] = None
 
 
 def _deep_merge(base: dict, layer: dict) -> dict:

@@ -23,33 +23,19 @@ go to each held-out split, at most n - 1 in all.
 from __future__ import annotations
 
 import csv
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from errors import UserError
+from notes import say_once
 
 SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val", "test": "test"}
 GROUP_COLUMNS = ("speaker", "group")
-_said: set[str] = set()
 
 
 class DataError(UserError, ValueError):
     """User data that cannot be used as it is: a bad split name, a class missing from train, a bad CSV."""
-
-
-def say_once(message: str) -> None:
-    """Print ``note: message`` on stderr once per process (rank 0 only under torchrun).
-
-    The three splits of a dataset are built one after another from the same
-    rows, so an assumption they share would otherwise be printed three times.
-    """
-    if message in _said or os.environ.get("RANK", "0") != "0":
-        return
-    _said.add(message)
-    print(f"note: {message}", file=sys.stderr, flush=True)
 
 
 def canonical_label(value) -> str:

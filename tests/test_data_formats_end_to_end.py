@@ -21,10 +21,13 @@ TRAIN = ["train.steps=2", "train.batch_size=4", "train.val_every=0", "train.prog
 
 
 def check_run(run_dir, done, loader):
+    """The run finished with the loader picked from the path; returns (config.yaml, results.json)."""
     assert done.returncode == 0, done.stderr[-2000:]
-    assert yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["name"] == loader
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["data"]["name"] == loader
     results = json.loads((run_dir / "results.json").read_text())
-    assert 0.0 <= results["metrics"]["linear_probe_acc"] <= 1.0
+    assert results["steps"] == saved["train"]["steps"] and set(results["metrics"]) == set(results["floor"])
+    return saved, results
 
 
 def write_manifest(path, header, rows):
@@ -87,10 +90,10 @@ def test_medical_manifest_of_nifti_volumes(tmp_path):
     write_manifest(tmp_path / "manifest.csv", ["path", "report", "label"], rows)
     run_dir = tmp_path / "run"
     done = run_cli("--modality", "medical", "--objective", "simclr", "--data", tmp_path, "--run-dir", run_dir, *TRAIN,
-                   "data.medical_manifest.spatial_dims=3", "data.medical_manifest.image_size=16",
-                   "model.resnet18.width=4", "data.medical_manifest.test_fraction=0.34")
+                   "data.medical_manifest.image_size=16", "model.resnet18.width=4",
+                   "data.medical_manifest.test_fraction=0.34")
     check_run(run_dir, done, "medical_manifest")
-    assert "'spatial_dims': 3" not in done.stderr  # the encoder followed the data without being told
+    assert "3-D volumes (data.medical_manifest.spatial_dims=auto, from 'v0.nii.gz')" in done.stderr
 
 
 def series(n: int, length: int, rng):
@@ -140,3 +143,60 @@ def test_sequence_uea_ts_pair_of_unequal_lengths(tmp_path, objective):
     done = run_cli("--modality", "sequence", "--objective", objective, "--data", tmp_path, "--run-dir", run_dir,
                    *TRAIN, "model.tcn.width=8", *(["objective.n_negatives=4"] if objective == "cpc" else []))
     check_run(run_dir, done, "uea_ts")
+
+
+# What users commonly have, with default settings: only the step count is cut, to keep the test short.
+DEFAULTS = ["train.steps=2", "train.progress=false"]
+
+
+def test_audio_manifest_with_train_and_test_only_at_default_settings(tmp_path):
+    rows = []
+    for i in range(24):
+        label = ("low", "high")[i % 2]
+        t = np.arange(22050) / 44100
+        sf.write(tmp_path / f"n{i}.wav", 0.3 * np.sin(2 * np.pi * (220 if label == "low" else 1760) * t), 44100)
+        rows.append([f"n{i}.wav", label, "test" if i >= 18 else "train"])
+    write_manifest(tmp_path / "manifest.csv", ["path", "label", "split"], rows)
+    run_dir = tmp_path / "run"
+    done = run_cli("--modality", "audio", "--objective", "simclr", "--data", tmp_path, "--run-dir", run_dir, *DEFAULTS)
+    saved, results = check_run(run_dir, done, "audio_manifest")
+    assert "no val split given; val = 2 of the 18 train items" in done.stderr
+    assert results["train_items"] == 16 and saved["train"]["batch_size"] == 16  # 16 < 32: one batch of all
+
+
+def test_small_png_and_dicom_manifest_trains_with_the_whole_split_as_its_batch(tmp_path):
+    rng, rows = np.random.default_rng(5), []
+    for i in range(44):
+        kind = i % 2
+        name = f"im{i}.dcm" if i % 4 == 0 else f"im{i}.png"
+        if name.endswith(".dcm"):
+            write_dicom(tmp_path / name, image(kind, 48, rng).astype(np.uint16) * 16)
+        else:
+            Image.fromarray(image(kind, 48, rng)).save(tmp_path / name)
+        rows.append([name, "Focal opacity." if kind else "No finding.", "finding" if kind else "normal",
+                     "test" if i >= 34 else "train"])
+    write_manifest(tmp_path / "manifest.csv", ["path", "report", "label", "split"], rows)
+    run_dir = tmp_path / "run"
+    done = run_cli("--modality", "medical", "--objective", "supcon", "--data", tmp_path, "--run-dir", run_dir,
+                   *DEFAULTS)
+    saved, results = check_run(run_dir, done, "medical_manifest")
+    assert results["train_items"] == 34 - 2 * round(0.1 * 17) == 30  # val carved from the 34 train images
+    assert saved["train"]["batch_size"] == results["batch_size"] == 30
+    assert (f"the train split has 30 items, fewer than one batch of 32: training on the whole split as one batch "
+            f"(train.batch_size=30, recorded in config.yaml)") in done.stderr
+
+
+def test_nifti_volume_manifest_without_spatial_dims_at_default_settings(tmp_path):
+    rng, rows = np.random.default_rng(6), []
+    for i in range(12):
+        volume = rng.normal(size=(33, 41, 25)).astype(np.float32) + 3.0 * (i % 2)
+        nib.save(nib.Nifti1Image(volume, np.eye(4)), tmp_path / f"v{i}.nii.gz")
+        rows.append([f"v{i}.nii.gz", "Dense." if i % 2 else "Clear.", i % 2])
+    write_manifest(tmp_path / "manifest.csv", ["path", "report", "label"], rows)
+    run_dir = tmp_path / "run"
+    done = run_cli("--modality", "medical", "--objective", "convirt", "--data", tmp_path, "--run-dir", run_dir,
+                   *DEFAULTS)
+    saved, results = check_run(run_dir, done, "medical_manifest")
+    assert saved["data"]["medical_manifest"]["spatial_dims"] == "auto"
+    assert "3-D volumes (data.medical_manifest.spatial_dims=auto, from 'v0.nii.gz')" in done.stderr
+    assert results["train_items"] == 8 and saved["train"]["batch_size"] == 8

@@ -28,6 +28,7 @@ import registry
 from errors import UserError
 from training import checkpoint, grad_cache
 from training import distributed as dist
+from training.budget import epochs_done, fit_budget
 from training.build import (
     build_datasets,
     build_encoder,
@@ -103,6 +104,7 @@ def build_training(cfg: dict, device: torch.device) -> tuple:
     grad_cache.check(cfg["train"], cfg["objective"]["name"])  # a config error before minutes of building
     keep_freed_host_memory(cfg["train"]["keep_host_memory"])  # before the first large allocation
     datasets = build_datasets(cfg)
+    fit_budget(cfg["train"], len(datasets["train"]), dist.world_size())  # before the schedule and config.yaml
     model = build_model(cfg, datasets["train"]).to(device)
     dist.broadcast_parameters(model)
     apply_speed_settings(cfg, model, device)
@@ -117,7 +119,7 @@ def build_training(cfg: dict, device: torch.device) -> tuple:
 
 def _run(cfg: dict, run_dir: Path, resume: bool, device: torch.device) -> dict | None:
     began = time.time()
-    main = dist.is_main()
+    main, world = dist.is_main(), dist.world_size()
     datasets, model, views, optimizer, scheduler = build_training(cfg, device)
 
     start_step, counters = 0, {}
@@ -141,7 +143,9 @@ def _run(cfg: dict, run_dir: Path, resume: bool, device: torch.device) -> dict |
 
     results = {
         "modality": cfg["modality"], "objective": cfg["objective"]["name"], "encoder": cfg["model"]["encoder"],
-        "dataset": cfg["data"]["name"], "seed": cfg["seed"], "steps": steps, "resumed_from_step": start_step,
+        "dataset": cfg["data"]["name"], "seed": cfg["seed"], "steps": steps,
+        "epochs": round(epochs_done(cfg["train"], steps, len(datasets["train"]), world), 3),
+        "batch_size": cfg["train"]["batch_size"], "train_items": len(datasets["train"]), "resumed_from_step": start_step,
         "wall_time_s": round(time.time() - began, 2), "samples_per_s": round(stats["samples_per_s"], 2),
         "final_train_loss": stats["final_loss"], "chance_acc": 1.0 / len(datasets["train"].classes),
         **evaluation,

@@ -19,6 +19,7 @@ import time
 import torch
 
 from training import checkpoint, grad_cache
+from training.budget import epochs_done
 from training.data import to_device, train_batches, val_loader
 from training.distributed import average_step, is_main, rank, world_size
 from training.nonfinite import NonFiniteGuard
@@ -93,7 +94,8 @@ def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer,
     scaler = grad_scaler(device, amp_dtype)
     channels_last = use_channels_last(tc["channels_last"], device, model["encoders"]["x"])
     params = [p for p in model.parameters() if p.requires_grad]
-    progress = Progress(tc["steps"], start_step, enabled=tc["progress"] and main)
+    progress = Progress(tc["steps"], start_step, enabled=tc["progress"] and main,
+                        steps_per_epoch=1 / epochs_done(tc, 1, len(datasets["train"]), world))
     clip = tc["grad_clip"] if tc["grad_clip"] > 0 else math.inf
     checkpoint.set_deterministic(tc["deterministic"])
     guard = NonFiniteGuard(tc["max_nonfinite_in_row"], writer if main else None, not scaler.is_enabled(),

@@ -103,7 +103,8 @@ class AudioFiles(Dataset):
 
     Raises:
         ValueError: unknown split, or fractions outside [0, 1) or summing to 1 or more.
-        AudioFileError: a bad file (unless ``skip_bad``), or an empty split.
+        AudioFileError: a bad file (unless ``skip_bad``), or an empty train or test split, or a val split
+            whose files are all unreadable.
     """
 
     def __init__(self, split: str, seed: int, rows: list[Row], source: str, sample_rate: int, clip_samples: int,
@@ -132,10 +133,10 @@ class AudioFiles(Dataset):
         if errors:
             log.warning("%s: skipped %d of %d unreadable audio files of the %s split (first: %s)",
                         source, len(errors), len(mine), split, errors[0])
-        if not kept:
+        if not kept and (split != "val" or mine):  # an empty val split only skips validation
             raise AudioFileError(f"{source}: the {split} split holds no readable files (of {len(rows)} rows); "
                                  "add files, a 'split' column, or change val_fraction/test_fraction")
-        self.waves = torch.from_numpy(np.stack(waves)).unsqueeze(1)
+        self.waves = torch.from_numpy(np.stack(waves)).unsqueeze(1) if waves else torch.zeros(0, 1, clip_samples)
         self.labels = torch.tensor([mapping[canonical_label(r.label)] for r in kept], dtype=torch.long)
         self.captions = [r.caption for r in kept]
         self.files = [r.file for r in kept]

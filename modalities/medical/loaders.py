@@ -32,7 +32,8 @@ from monai.data import NibabelReader, PILReader, PydicomReader
 from monai.transforms import Compose, EnsureTyped, Lambdad, LoadImage, LoadImaged, Resized, ScaleIntensityd
 from torch.utils.data import Dataset
 
-from modalities.user_data import DataError, canonical_label, label_map, manifest_splits, read_csv, say_once
+from modalities.user_data import DataError, canonical_label, label_map, manifest_splits, read_csv
+from notes import say_once
 from registry import register
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom", ".nii", ".nii.gz")

@@ -1,0 +1,70 @@
+"""train.steps or train.epochs, and a batch fitted to a small train split (training/budget.py, config.py)."""
+import json
+import math
+
+import pytest
+import yaml
+
+import config as config_lib
+from conftest import TINY, run_cli
+from errors import UserError
+from training.budget import epochs_done, fit_budget
+
+
+def train_section(**keys):
+    return {"steps": None, "epochs": None, "batch_size": 32, "accumulate_steps": 1, **keys}
+
+
+def test_epochs_give_ceil_of_passes_over_the_global_batch():
+    tc = train_section(epochs=3)
+    fit_budget(tc, 100, world_size=2)  # global batch 64: 300 samples / 64 = 4.69
+    assert tc["steps"] == 5 and tc["batch_size"] == 32
+    tc = train_section(epochs=2.5, accumulate_steps=4, batch_size=8)
+    fit_budget(tc, 1000)  # 2500 samples / 32 per step
+    assert tc["steps"] == math.ceil(2500 / 32) == 79
+    assert epochs_done(tc, 79, 1000) == pytest.approx(79 * 32 / 1000)
+
+
+def test_a_split_smaller_than_one_batch_is_one_batch_and_says_so(capfd):
+    tc = train_section(steps=10)
+    fit_budget(tc, 30)
+    assert tc["batch_size"] == 30 and tc["steps"] == 10
+    tc = train_section(epochs=4)
+    fit_budget(tc, 30, world_size=4)  # 7 per process, global 28
+    assert tc["batch_size"] == 7 and tc["steps"] == math.ceil(4 * 30 / 28)
+    err = capfd.readouterr().err
+    assert "the train split has 30 items, fewer than one batch of 32: training on the whole split" in err
+    assert "fewer than one batch of 32 x 4 processes" in err
+    with pytest.raises(UserError, match="fewer than 2 per process"):
+        fit_budget(train_section(steps=1), 3, world_size=2)
+    with pytest.raises(UserError, match="train.steps must be a positive number"):
+        fit_budget(train_section(), 100)
+
+
+def test_setting_one_budget_clears_the_other_and_both_in_one_layer_is_an_error(tmp_path):
+    cfg = config_lib.load_config("sequence", "supcon", overrides=["train.epochs=5"])
+    assert cfg["train"]["epochs"] == 5 and cfg["train"]["steps"] is None
+    cfg = config_lib.load_config("sequence", "supcon", overrides=["train.epochs=5", "train.steps=7"])
+    assert cfg["train"]["epochs"] is None and cfg["train"]["steps"] == 7
+    both = tmp_path / "both.yaml"
+    both.write_text("train: {steps: 10, epochs: 2}\n")
+    with pytest.raises(config_lib.ConfigError, match="sets both train.steps and train.epochs"):
+        config_lib.load_config("sequence", "supcon", str(both))
+
+
+def test_epochs_run_records_steps_and_epochs_and_resumes_longer_in_steps(tmp_path):
+    run_dir = tmp_path / "run"
+    done = run_cli("--modality", "sequence", "--objective", "simclr", "--run-dir", run_dir, *TINY["sequence"],
+                   "train.epochs=3", "train.batch_size=4", "train.val_every=0", "train.progress=true",
+                   "eval.probe_epochs=5")
+    assert done.returncode == 0, done.stderr[-2000:]
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())["train"]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert saved["epochs"] == 3 and saved["steps"] == results["steps"] == math.ceil(3 * 16 / 4) == 12
+    assert results["epochs"] == 3.0 and results["train_items"] == 16
+    assert "step 12/12 (epoch 3.0/3.0)" in done.stderr
+    done = run_cli("--resume", run_dir, "train.steps=14", "train.progress=false")
+    assert done.returncode == 0, done.stderr[-2000:]
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())["train"]
+    assert saved["steps"] == 14 and saved["epochs"] is None
+    assert json.loads((run_dir / "results.json").read_text())["epochs"] == 3.5
