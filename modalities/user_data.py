@@ -18,7 +18,8 @@ Splits (``assign_splits``), the same for audio, medical and sequence files:
   and the split.
 
 Carving never empties a class of train: per class, round(fraction * n) items
-go to each held-out split, at most n - 1 in all.
+(halves rounded up, so 5 items and val_fraction 0.1 give one val item) go to
+each held-out split, at most n - 1 in all.
 """
 from __future__ import annotations
 
@@ -75,6 +76,10 @@ def parse_split(value: str, where: str, error=DataError) -> str:
     return name
 
 
+def _round_half_up(x: float) -> int:
+    return int(np.floor(x + 0.5 + 1e-9))
+
+
 def per_class_split(labels: np.ndarray, fractions: dict[str, float], rng: np.random.Generator) -> np.ndarray:
     """For items with ``labels`` (N,), the split each goes to: round(f * n_c) of every class c
     to each split of ``fractions`` (in order, e.g. {"test": 0.2, "val": 0.1}), the rest 'train'.
@@ -84,7 +89,7 @@ def per_class_split(labels: np.ndarray, fractions: dict[str, float], rng: np.ran
         members = rng.permutation(np.flatnonzero(labels == c))
         start = 0
         for split, fraction in fractions.items():
-            n = min(int(round(fraction * len(members))), len(members) - 1 - start)
+            n = min(_round_half_up(fraction * len(members)), len(members) - 1 - start)
             out[members[start:start + n]] = split
             start += n
     return out
@@ -98,7 +103,7 @@ def group_split(groups: list, fractions: dict[str, float], rng: np.random.Genera
         members.setdefault(g, []).append(i)
     names = sorted(members, key=str)
     order = [names[j] for j in rng.permutation(len(names))]
-    targets = {split: round(f * len(groups)) for split, f in fractions.items()}
+    targets = {split: _round_half_up(f * len(groups)) for split, f in fractions.items()}
     counts = dict.fromkeys(targets, 0)
     out = np.full(len(groups), "train", dtype=object)
     for group in order[:-1]:
