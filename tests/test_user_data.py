@@ -51,16 +51,41 @@ def medical_manifest(root, labels, splits=None, groups=None):
     return "medical_manifest", {"image_size": 8}
 
 
-def ucr_pair(root, labels, splits):
-    """<Toy>_TRAIN.tsv / _TEST.tsv: the rows whose split is train / test; each series' first value is its row."""
-    for name, which in (("TRAIN", "train"), ("TEST", "test")):
-        lines = ["\t".join([label, str(i), "0.5", "1.0", "0.0"]) for i, (label, s) in enumerate(zip(labels, splits))
-                 if s == which]
-        (root / f"Toy_{name}.tsv").write_text("\n".join(lines) + "\n")
-    return "ucr", {}
+def series_pair(fmt, root, labels, splits):
+    """The train and test files of ``fmt`` (ucr, uea_ts, sequence_npz): the rows whose split is train / test;
+    each series' first value is its row."""
+    for which in ("train", "test"):
+        rows = [(i, label) for i, (label, s) in enumerate(zip(labels, splits)) if s == which]
+        if fmt == "sequence_npz":
+            x = np.array([[i, 0.5, 1.0, 0.0] for i, _ in rows], dtype=np.float32)
+            np.savez(root / f"{which}.npz", X=x, y=np.array([label for _, label in rows]))
+            continue
+        if fmt == "ucr":
+            text = "\n".join("\t".join([label, str(i), "0.5", "1.0", "0.0"]) for i, label in rows)
+        else:
+            header = f"@problemName Toy\n@classLabel true {' '.join(sorted(set(labels)))}\n@data\n"
+            text = header + "\n".join(f"{i},0.5,1.0,0.0:{label}" for i, label in rows)
+        (root / f"Toy_{which.upper()}.{'tsv' if fmt == 'ucr' else 'ts'}").write_text(text + "\n")
+    return fmt, {}
+
+
+def audio_folder(root, labels, splits=None, groups=None):
+    """root/<label>/c<row>.wav, no split column."""
+    for i, label in enumerate(labels):
+        (root / label).mkdir(exist_ok=True)
+        sf.write(root / label / f"c{i}.wav", np.zeros(800), 8000)
+    return "audio_folder", {"clip_samples": 800}
 
 
 MANIFESTS = {"audio_manifest": audio_manifest, "medical_manifest": medical_manifest}
+SERIES = ("ucr", "uea_ts", "sequence_npz")
+EVERY_LOADER = (*MANIFESTS, *SERIES)
+
+
+def write(loader, root, labels, splits=None, groups=None):
+    if loader in SERIES:
+        return series_pair(loader, root, labels, splits)
+    return {**MANIFESTS, "audio_folder": audio_folder}[loader](root, labels, splits, groups)
 
 
 def build(name, root, options, seed=0):
@@ -69,7 +94,7 @@ def build(name, root, options, seed=0):
 
 def row_ids(name, dataset) -> list[int]:
     """The row (0-based) of every item, read back from what the writer encoded."""
-    if name == "audio_manifest":
+    if name in ("audio_manifest", "audio_folder"):
         return [int(f.stem[1:]) for f in dataset.files]
     if name == "medical_manifest":
         return [r - 1 for r in dataset.rows]
@@ -80,12 +105,11 @@ def two_classes(n=10):
     return ["a", "b"] * n
 
 
-@pytest.mark.parametrize("loader", ["audio_manifest", "medical_manifest", "ucr"])
+@pytest.mark.parametrize("loader", EVERY_LOADER)
 def test_train_and_test_given_val_carved_from_train_with_one_line(tmp_path, capfd, loader):
     labels = two_classes(10)
     splits = ["test" if i % 10 < 4 else "train" for i in range(20)]  # 4 test and 6 train rows per class
-    name, options = ucr_pair(tmp_path, labels, splits) if loader == "ucr" else \
-        MANIFESTS[loader](tmp_path, labels, splits)
+    name, options = write(loader, tmp_path, labels, splits)
     data = build(name, tmp_path, options)
     ids = {s: row_ids(name, data[s]) for s in SPLITS}
     assert sorted(ids["test"]) == [i for i, s in enumerate(splits) if s == "test"]
@@ -109,10 +133,10 @@ def test_all_three_splits_given_are_honoured_with_aliases(tmp_path, capfd, loade
     assert "no val split given" not in capfd.readouterr().err
 
 
-@pytest.mark.parametrize("loader", MANIFESTS)
+@pytest.mark.parametrize("loader", [*MANIFESTS, "audio_folder"])
 def test_no_split_column_carves_all_three_per_class_seeded(tmp_path, loader):
     labels = ["a"] * 20 + ["b"] * 10
-    name, options = MANIFESTS[loader](tmp_path, labels)
+    name, options = write(loader, tmp_path, labels)
     data = build(name, tmp_path, options)
     counts = {s: np.bincount(data[s].labels.numpy(), minlength=2).tolist() for s in SPLITS}
     assert counts == {"train": [14, 7], "val": [2, 1], "test": [4, 2]}  # round(0.2 n), round(0.1 n) per class
@@ -129,12 +153,11 @@ def test_bad_split_name_names_the_row(tmp_path, loader):
         build(name, tmp_path, options)
 
 
-@pytest.mark.parametrize("loader", ["audio_manifest", "medical_manifest", "ucr"])
+@pytest.mark.parametrize("loader", EVERY_LOADER)
 def test_labels_1_and_1_0_are_one_class_ordered_numerically(tmp_path, loader):
     labels = ["1", "1.0", "2", "10", "2.0", "1", "10", "2", "1.0", "10.0", "2", "1"] * 2
     splits = ["train"] * 12 + ["test"] * 12
-    name, options = ucr_pair(tmp_path, labels, splits) if loader == "ucr" else \
-        MANIFESTS[loader](tmp_path, labels, splits)
+    name, options = write(loader, tmp_path, labels, splits)
     data = build(name, tmp_path, options)
     assert data["train"].classes == ["1", "2", "10"]
     expected = {"1": 0, "2": 1, "10": 2}
@@ -142,12 +165,11 @@ def test_labels_1_and_1_0_are_one_class_ordered_numerically(tmp_path, loader):
     assert got == [expected[canonical_label(labels[r])] for r in row_ids(name, data["test"])]
 
 
-@pytest.mark.parametrize("loader", ["audio_manifest", "medical_manifest", "ucr"])
+@pytest.mark.parametrize("loader", EVERY_LOADER)
 def test_class_missing_from_train_names_class_and_split(tmp_path, loader):
     labels = ["a", "b", "a", "b", "a", "c"]
     splits = ["train", "train", "train", "train", "test", "test"]
-    name, options = ucr_pair(tmp_path, labels, splits) if loader == "ucr" else \
-        MANIFESTS[loader](tmp_path, labels, splits)
+    name, options = write(loader, tmp_path, labels, splits)
     with pytest.raises(UserError, match=r"class 'c' is in the test split \(1 items\) but never in train"):
         build(name, tmp_path, options)
 
