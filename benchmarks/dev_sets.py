@@ -11,24 +11,24 @@ Sets (CACHE/<set>/, each finished by a ``.built`` marker; a set with one is skip
   ship inside the ``aeon`` package, official train/test splits, written twice:
   ``<set>/ucr/<set>_TRAIN.tsv`` and ``_TEST.tsv`` (label first, tab separated, unequal series
   NaN-padded to the longest) and ``<set>/uea/<set>_TRAIN.ts`` and ``_TEST.ts`` (aeon's files as they are).
-- ``gm_notes``: single notes rendered by fluidsynth from the General MIDI sound font FluidR3_GM at
-  44.1 kHz, 1.0 s clips (note-on 5 ms in; the project's loader center-crops longer clips to 1 s, which
-  would cut the attack), wav and flac mixed, in ``manifest.csv`` (path,label,caption,split).
+- ``gm_notes``: single notes rendered by fluidsynth from the General MIDI sound font FluidR3_GM at 44.1 kHz,
+  1.0 s clips (note-on 5 ms in; the project's loader center-crops longer clips to 1 s, cutting the attack),
+  wav and flac mixed, in ``manifest.csv`` (path,label,caption,split).
   Label = GM family (8); per family 3 programs with 36 notes each (28 train, 8 test) and one
   program with 24 notes seen only in test: 672 train and 384 test clips. Test-only programs:
   electric grand piano, reed organ, electric guitar (clean), fretless bass, tremolo strings,
   brass section, clarinet, pan flute. Pitch, velocity (30-126) and held duration (0.25-1 s)
-  are drawn per note, seeded; captions read e.g. "a soft low C3 on a cello, held for one second".
+  are drawn per note, seeded, no (pitch, duration) twice per program, so no two captions are equal;
+  captions read e.g. "a soft low C3 on a cello, held for one second".
 - ``noto_glyphs``: 64x64 grayscale PNGs of letters and digits of 8 Unicode blocks (label = block)
-  rendered with Pillow from the fonts of Debian's fonts-noto-core (2-16 fonts per block: sans, serif,
-  display, naskh, kufi, looped; regular, bold, italic), size 30-46 px and offset +-4 px drawn per image;
-  report = the lower-cased Unicode name and the face ("greek small letter alpha with tonos, serif bold"),
-  every (character, font) at most once; a quarter of each block's characters only in test; up to 256
-  images per block, in ``manifest.csv`` (path,report,label,split) of the medical manifest layout.
+  rendered with Pillow from the fonts of Debian's fonts-noto-core (4-16 fonts per block: sans, serif, display,
+  naskh, kufi, looped; regular, bold, italic), size 30-46 px and offset +-4 px drawn per image; report = the
+  lower-cased Unicode name and the face ("greek small letter alpha with tonos, serif bold"), every
+  (character, font) at most once; a quarter of each block's characters only in test; 256 images per
+  block, in ``manifest.csv`` (path,report,label,split) of the medical manifest layout.
 
-What is missing is installed first, announced in one line: apt packages fluidsynth, fluid-soundfont-gm,
-fonts-noto-core; pip ``-r benchmarks/requirements.txt`` (for aeon) into this interpreter, refused for
-the project's own ``.venv`` (aeon moves numpy; see benchmarks/README.md).
+Missing tools are installed first, announced in one line: apt fluidsynth, fluid-soundfont-gm, fonts-noto-core;
+pip ``-r benchmarks/requirements.txt`` (aeon) into this interpreter, refused for the project's ``.venv``.
 """
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ FAMILIES = {
     "bass": ((28, 55), [(32, "acoustic bass"), (33, "finger bass"), (34, "picked bass")], (35, "fretless bass")),
     "strings": ((40, 84), [(40, "violin"), (41, "viola"), (42, "cello")], (44, "tremolo strings")),
     "brass": ((45, 80), [(56, "trumpet"), (57, "trombone"), (60, "french horn")], (61, "brass section")),
-    "reed": ((50, 86), [(64, "soprano sax"), (65, "alto sax"), (68, "oboe")], (71, "clarinet")),
+    "reed": ((50, 84), [(64, "soprano sax"), (65, "alto sax"), (68, "oboe")], (71, "clarinet")),
     "pipe": ((60, 96), [(72, "piccolo"), (73, "flute"), (74, "recorder")], (75, "pan flute")),
 }
 NOTES_TRAIN_PROGRAM, NOTES_TEST_IN_PROGRAM, NOTES_TEST_PROGRAM = 28, 8, 24
@@ -102,13 +102,12 @@ def ensure_installed(names) -> None:
                  "use a separate venv (benchmarks/README.md: .venv-bench)")
     if not apt and not pip:
         return
-    what = ([f"apt: {' '.join(apt)}"] if apt else []) + ([f"pip into {sys.prefix}: -r benchmarks/requirements.txt"]
-                                                         if pip else [])
-    print("installing " + "; ".join(what), flush=True)
+    print("installing " + "; ".join([f"apt: {' '.join(apt)}"] * bool(apt) + [
+        f"pip into {sys.prefix}: -r benchmarks/requirements.txt"] * pip), flush=True)
     if apt:
         subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", *apt], check=True, env={**os.environ,
-                                                                                  "DEBIAN_FRONTEND": "noninteractive"})
+        env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "install", "-y", "-qq", *apt], check=True, env=env)
     if pip:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", str(ROOT / "benchmarks/requirements.txt")],
                        check=True)
@@ -119,8 +118,8 @@ def build_series(name: str, out: Path) -> None:
     from aeon.datasets import load_from_ts_file
 
     source = Path(importlib.util.find_spec("aeon").origin).parent / "datasets" / "data" / name
-    (out / "ucr").mkdir(parents=True)
-    (out / "uea").mkdir()
+    for sub in ("ucr", "uea"):
+        (out / sub).mkdir(parents=True)
     loaded = {part: load_from_ts_file(str(source / f"{name}_{part}.ts")) for part in ("TRAIN", "TEST")}
     longest = max(s.shape[-1] for x, _ in loaded.values() for s in x)
     for part, (x, y) in loaded.items():
@@ -175,8 +174,9 @@ def build_notes(out: Path, seed: int = 0) -> None:
         for family, ((low, high), seen, unseen) in FAMILIES.items():
             for (program, instrument), test_only in [(p, False) for p in seen] + [(unseen, True)]:
                 n = NOTES_TEST_PROGRAM if test_only else NOTES_TRAIN_PROGRAM + NOTES_TEST_IN_PROGRAM
-                notes = [(i * SLOT_S + 0.1, float(rng.choice(list(HELD))), int(rng.integers(low, high + 1)),
-                          int(rng.integers(30, 127))) for i in range(n)]
+                combos = [(held, pitch) for pitch in range(low, high + 1) for held in HELD]
+                notes = [(i * SLOT_S + 0.1, *combos[k], int(rng.integers(30, 127)))
+                         for i, k in enumerate(rng.choice(len(combos), size=n, replace=False))]
                 splits = ["test"] * n if test_only else list(rng.permutation(
                     ["train"] * NOTES_TRAIN_PROGRAM + ["test"] * NOTES_TEST_IN_PROGRAM))
                 midi, wav = Path(tmp) / f"{program}.mid", Path(tmp) / f"{program}.wav"
@@ -194,12 +194,8 @@ def build_notes(out: Path, seed: int = 0) -> None:
                     path = f"clips/{family}_{program:03d}_{i:02d}{suffix}"
                     sf.write(out / path, clip, rate, subtype="PCM_16")
                     rows.append([path, family, caption(instrument, pitch, velocity, held), split])
-    write_manifest(out, ["path", "label", "caption", "split"], rows)
-
-
-def write_manifest(out: Path, header, rows) -> None:
     with open(out / "manifest.csv", "w", newline="") as f:
-        csv.writer(f).writerows([header] + rows)
+        csv.writer(f).writerows([["path", "label", "caption", "split"]] + rows)
 
 
 def face(font_file: Path) -> str:
@@ -254,7 +250,8 @@ def build_glyphs(out: Path, seed: int = 0) -> None:
             image.save(out / path)
             rows.append([path, f"{unicodedata.name(char).lower()}, {face(file)}", block,
                          "test" if char in test_chars else "train"])
-    write_manifest(out, ["path", "report", "label", "split"], rows)
+    with open(out / "manifest.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["path", "report", "label", "split"]] + rows)
 
 
 def build(names=SETS, cache: Path | None = None, force: bool = False) -> dict[str, float]:
@@ -268,6 +265,8 @@ def build(names=SETS, cache: Path | None = None, force: bool = False) -> dict[st
         raise ValueError(f"unknown dev set(s) {', '.join(unknown)}; sets are {', '.join(SETS)}")
     cache = Path(cache or default_cache()).expanduser()
     todo = [n for n in names if force or not (cache / n / ".built").is_file()]
+    for name in (n for n in names if n not in todo):
+        print(f"{name}: already built ({cache / name}; --force rebuilds)", flush=True)
     ensure_installed(todo)
     seconds = dict.fromkeys(names, 0.0)
     for name in todo:
@@ -290,9 +289,7 @@ def main(argv=None) -> int:
                         "~/.cache/contrastive-dev-sets)")
     parser.add_argument("--force", action="store_true", help="rebuild sets that are already built")
     args = parser.parse_args(argv)
-    cache = args.cache or default_cache()
-    for name, s in build(args.sets, cache, args.force).items():
-        print(f"{name}: {cache / name}" + ("" if s else " (already built)"))
+    build(args.sets, args.cache, args.force)
     return 0
 
 
