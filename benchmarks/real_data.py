@@ -16,7 +16,7 @@ and supcon, ce (supervised references). Modalities: series sets -> sequence, gm_
 noto_glyphs -> medical (the medical manifest loader).
 
 Writes OUT/table.md (also printed) and OUT/results.csv; prints the total wall time.
-Exit status 0 when every cell that applies finished, 1 otherwise.
+Exit status 0 when every cell that applies finished, 1 when some failed, 2 for a stale cell folder.
 """
 from __future__ import annotations
 
@@ -73,7 +73,9 @@ def check_not_stale(run_dir: Path, command: list[str]) -> None:
     """Stop (exit 2) when ``run_dir`` was made by another command than ``command`` (its cell.json)."""
     saved = run_dir / "cell.json"
     if saved.is_file() and json.loads(saved.read_text())["command"] != command:
-        sys.exit(f"error: '{run_dir}' was made with other settings ({saved}); use another --out or remove it")
+        print(f"error: '{run_dir}' was made with other settings ({saved}); use another --out or remove it",
+              file=sys.stderr)
+        sys.exit(2)
 
 
 def failure(log: Path, returncode: int) -> str:
@@ -84,7 +86,10 @@ def failure(log: Path, returncode: int) -> str:
 
 
 def run_cell(command: list[str], run_dir: Path) -> dict:
-    """Run (or resume, or skip) one cell; {'results': dict or None, 'seconds', 'error', 'cached'}."""
+    """Run (or resume, or skip) one cell; {'results': dict or None, 'seconds', 'error', 'cached'}.
+
+    ``seconds`` adds up the wall time of every session of the cell (kept in its cell.json).
+    """
     results, info = run_dir / "results.json", run_dir / "cell.json"
     if results.is_file():
         seconds = json.loads(info.read_text()).get("wall_s", 0.0) if info.is_file() else 0.0
@@ -93,18 +98,20 @@ def run_cell(command: list[str], run_dir: Path) -> dict:
     argv = ["--resume", str(run_dir), *[a for a in command[command.index("--run-dir") + 2:]
                                          if not a.startswith("seed=")]] if resume else command
     full = [sys.executable, str(ROOT / "run.py"), *argv]
+    earlier = json.loads(info.read_text()).get("wall_s", 0.0) if resume and info.is_file() else 0.0
     run_dir.mkdir(parents=True, exist_ok=True)
-    info.write_text(json.dumps({"command": command}))
+    info.write_text(json.dumps({"command": command, "wall_s": earlier}))
     start = time.perf_counter()
     with open(run_dir / "log.txt", "a") as log:
         log.write(f"$ {shlex.join(full)}\n")
         log.flush()
         done = subprocess.run(full, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, check=False)
-    seconds = time.perf_counter() - start
+    seconds = earlier + time.perf_counter() - start
     info.write_text(json.dumps({"command": command, "wall_s": seconds, "returncode": done.returncode}))
     if done.returncode == 0 and results.is_file():
         return {"results": json.loads(results.read_text()), "seconds": seconds, "error": "", "cached": False}
-    error = failure(run_dir / "log.txt", done.returncode) if done.returncode else "failed: wrote no results.json"
+    error = failure(run_dir / "log.txt", done.returncode) if done.returncode else \
+        "stopped before train.steps (train.stop_after_steps): run again to resume it"
     return {"results": None, "seconds": seconds, "error": error, "cached": False}
 
 
@@ -188,7 +195,8 @@ def main(argv=None) -> int:
                 ok &= cell["results"] is not None
             row = cell_row(k, objective, cell)
             rows.append(row)
-            print(f"{k} {objective}: linear probe {row['linear probe']} (floor {row['floor']}), {row['seconds']} s",
+            print(f"{k} {objective}: " + (f"linear probe {row['linear probe']} (floor {row['floor']}), "
+                                          f"seconds {row['seconds']}" if cell.get("results") else row["linear probe"]),
                   flush=True)
         rows += baseline_rows(set_key, found)
     print("\n" + write_table(rows, args.out))
