@@ -213,7 +213,7 @@ def test_eval_split_val_reports_every_protocol_on_val_and_never_reads_test():
     from errors import UserError
     from training import svm
     from training.build import build_datasets, build_encoder
-    from training.evaluate import check_protocol, embed, evaluate_model, frozen
+    from training.evaluate import check_protocol, embed, evaluate_model, evaluate_run, frozen
 
     cfg = config_lib.load_config("sequence", "supcon", overrides=[*TINY["sequence"], "eval.probe_epochs=5",
                                                                   "eval.split=val"])
@@ -244,3 +244,5 @@ def test_eval_split_val_reports_every_protocol_on_val_and_never_reads_test():
                                  ("svm_c_grid", [], "eval.svm_c_grid"), ("svm_folds", 1, "eval.svm_folds")]:
         with pytest.raises(UserError, match=fragment):
             check_protocol({**cfg, "eval": {**ev, key: value}})
+    with pytest.raises(UserError, match="the val split has no items"):
+        evaluate_run(cfg, None, None, {**datasets, "val": []}, cpu, None, step=1)

@@ -225,9 +225,12 @@ def evaluate_run(cfg: dict, model, floor_encoder, datasets: dict, device, writer
     seconds}, merged into results.json.
 
     Raises:
-        UserError: an ``eval`` section ``check_protocol`` rejects.
+        UserError: an ``eval`` section ``check_protocol`` rejects, or an empty reported split.
     """
     check_protocol(cfg)
+    split = cfg["eval"]["split"]
+    if len(datasets[split]) == 0:
+        raise UserError(f"eval.split={split}: the {split} split has no items to report on; pick the other split")
     began = time.time()
     trained, trained_test = evaluate_model(model["encoders"], model["objective"], datasets, cfg, device)
     if is_paired(model["encoders"], model["objective"]):
@@ -237,7 +240,6 @@ def evaluate_run(cfg: dict, model, floor_encoder, datasets: dict, device, writer
     else:
         floor, floor_test = evaluate_model({"x": floor_encoder}, None, datasets, cfg, device, announce=False)
     trained, floor = defined(trained), defined(floor)
-    split = cfg["eval"]["split"]
     eval_logging.log_all(writer, cfg, step, datasets[split], trained, floor, trained_test, floor_test)
     return {"metrics": trained, "floor": floor, "eval_split": split, "eval_time_s": round(time.time() - began, 2)}
 
