@@ -68,3 +68,18 @@ def test_epochs_run_records_steps_and_epochs_and_resumes_longer_in_steps(tmp_pat
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())["train"]
     assert saved["steps"] == 14 and saved["epochs"] is None
     assert json.loads((run_dir / "results.json").read_text())["epochs"] == 3.5
+
+
+def test_compare_accepts_a_cell_whose_budget_was_fitted_to_its_data(tmp_path):
+    from training.compare import Cell, check_not_stale
+
+    cell = Cell("sequence", "simclr", 0, tmp_path, [])
+    wanted = config_lib.load_config("sequence", "simclr", overrides=["train.epochs=3"])
+    saved = config_lib.load_config("sequence", "simclr", overrides=["train.epochs=3"])
+    saved["train"].update(steps=12, batch_size=16)  # what fit_budget wrote for a 16-item split
+    (tmp_path / "config.yaml").write_text(config_lib.dump(saved))
+    check_not_stale(cell, wanted)
+    saved["train"]["batch_size"] = 64  # never grown: another setting
+    (tmp_path / "config.yaml").write_text(config_lib.dump(saved))
+    with pytest.raises(UserError, match="train.batch_size: 64 there, 32 now"):
+        check_not_stale(cell, wanted)

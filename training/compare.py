@@ -140,6 +140,14 @@ def cell_config(modality: str, objective: str, overrides: list[str]) -> dict:
     return cfg
 
 
+def fitted_to_data(key: str, saved: dict, wanted: dict) -> bool:
+    """Whether ``key`` differs only because the run fitted its budget to the data (training/budget.py):
+    steps worked out from train.epochs, or a batch cut to a train split smaller than one batch."""
+    if key == "train.steps":
+        return wanted.get("train.epochs") is not None and saved.get("train.epochs") == wanted["train.epochs"]
+    return key == "train.batch_size" and saved[key] < wanted[key]
+
+
 def check_not_stale(cell: Cell, cfg: dict) -> None:
     """A cell folder from an earlier call must have been made with the same settings.
 
@@ -151,7 +159,8 @@ def check_not_stale(cell: Cell, cfg: dict) -> None:
         return
     saved, wanted = config_lib.flatten(config_lib.load_yaml(saved_path)), config_lib.flatten(cfg)
     # Keys only one side has come from a config schema that changed in between: not a difference.
-    differ = sorted(k for k in saved.keys() & wanted.keys() if k != "device" and saved[k] != wanted[k])
+    differ = sorted(k for k in saved.keys() & wanted.keys() if k != "device" and saved[k] != wanted[k]
+                    and not fitted_to_data(k, saved, wanted))
     if differ:
         shown = ", ".join(f"{k}: {saved[k]!r} there, {wanted[k]!r} now" for k in differ[:3])
         raise UserError(f"'{cell.run_dir}' was made with other settings ({shown}); pass another --out "

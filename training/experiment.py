@@ -36,7 +36,7 @@ from training.build import (
     build_text_encoder,
     build_views,
 )
-from training.evaluate import evaluate_run
+from training.evaluate import check_protocol, evaluate_run
 from training.host_memory import keep_freed_host_memory
 from training.loop import train
 from training.precision import apply_speed_settings
@@ -101,7 +101,8 @@ def build_training(cfg: dict, device: torch.device) -> tuple:
     """What a run trains, as ``run.py`` builds it: (datasets, model on ``device`` with the
     same parameters on every rank and the ``train.*`` speed settings, views, AdamW, its
     warmup-cosine schedule). Also used by benchmarks/train_throughput.py."""
-    grad_cache.check(cfg["train"], cfg["objective"]["name"])  # a config error before minutes of building
+    grad_cache.check(cfg["train"], cfg["objective"]["name"])  # config errors before minutes of building
+    check_protocol(cfg)
     keep_freed_host_memory(cfg["train"]["keep_host_memory"])  # before the first large allocation
     datasets = build_datasets(cfg)
     fit_budget(cfg["train"], len(datasets["train"]), dist.world_size())  # before the schedule and config.yaml
