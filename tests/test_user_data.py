@@ -236,3 +236,21 @@ def test_spatial_dims_auto_follows_the_files(tmp_path, capfd):
         [registry.build("dataset", "medical_manifest", split=s, seed=0, path=str(vols), image_size=8, spatial_dims=2)
          for s in SPLITS]
     assert torch.isfinite(volumes.x).all()
+
+
+@pytest.mark.parametrize("loader", EVERY_LOADER)
+def test_a_set_smaller_than_one_batch_trains_as_one_batch(tmp_path, loader):
+    import config as config_lib
+    from training.build import resolve_dataset
+    from training.experiment import build_training
+
+    labels, splits = two_classes(8), ["train"] * 10 + ["test"] * 6
+    name, options = write(loader, tmp_path, labels, splits)
+    modality = {"audio_manifest": "audio", "medical_manifest": "medical"}.get(loader, "sequence")
+    cfg = config_lib.load_config(modality, "simclr", overrides=[f"data.path={str(tmp_path)!r}"] +
+                                 [f"data.{name}.{k}={v!r}" for k, v in options.items()])
+    cfg["data"]["name"] = resolve_dataset(cfg)
+    assert cfg["data"]["name"] == name
+    datasets, *_ = build_training(cfg, torch.device("cpu"))
+    assert len(datasets["train"]) == 10 - 2 and cfg["train"]["batch_size"] == 8  # val: one item per class
+    assert len(datasets["val"]) == 2 and len(datasets["test"]) == 6
