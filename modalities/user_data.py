@@ -130,7 +130,8 @@ def assign_splits(labels, given=None, groups=None, *, seed: int, val_fraction: f
         DataError: a class in val or test that train never has.
     """
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(f"need val_fraction, test_fraction >= 0 summing below 1, got {val_fraction} and {test_fraction}")
+        raise ValueError(f"need val_fraction, test_fraction >= 0 summing below 1, "
+                         f"got {val_fraction} and {test_fraction}")
     labels = np.asarray(labels)
     if groups is not None:
         groups = [g if g is not None else f"\0item{i}" for i, g in enumerate(groups)]
@@ -199,7 +200,9 @@ def manifest_splits(csv_file: Path, columns: list[str], rows: list[dict], labels
                     val_fraction: float, test_fraction: float, error=DataError) -> np.ndarray:
     """The split of every manifest row: its ``split`` column (parsed, naming a bad row) and
     ``speaker``/``group`` column when present, through ``assign_splits``."""
-    given = [parse_split(r["split"], f"'{csv_file}', row {r['row']}", error) for r in rows] if "split" in columns else None
+    given = None
+    if "split" in columns:
+        given = [parse_split(r["split"], f"'{csv_file}', row {r['row']}", error) for r in rows]
     by = group_column(columns)
     groups = [r[by] or None for r in rows] if by else None
     return assign_splits(labels, given, groups, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,

@@ -182,8 +182,8 @@ def test_small_png_and_dicom_manifest_trains_with_the_whole_split_as_its_batch(t
     saved, results = check_run(run_dir, done, "medical_manifest")
     assert results["train_items"] == 34 - 2 * round(0.1 * 17) == 30  # val carved from the 34 train images
     assert saved["train"]["batch_size"] == results["batch_size"] == 30
-    assert (f"the train split has 30 items, fewer than one batch of 32: training on the whole split as one batch "
-            f"(train.batch_size=30, recorded in config.yaml)") in done.stderr
+    assert ("the train split has 30 items, fewer than one batch of 32: training on the whole split as one batch "
+            "(train.batch_size=30, recorded in config.yaml)") in done.stderr
 
 
 def test_nifti_volume_manifest_without_spatial_dims_at_default_settings(tmp_path):

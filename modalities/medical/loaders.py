@@ -16,8 +16,9 @@ disagrees is an error naming it and the key. Labels and splits follow
 ``modalities/user_data.py``, as for every loader: labels map to 0..K-1 in
 sorted order (numbers numerically, '1' and '1.0' one class); a ``split``
 column is honoured (val carved from train when it names only train and test);
-without one the rows are split per class, seeded. A bad file or row raises ``MedicalFileError`` naming the file and the
-manifest row (1-based, header excluded); ``skip_bad=True`` skips it instead.
+without one the rows are split per class, seeded. A bad file or row raises
+``MedicalFileError`` naming the file and the manifest row (1-based, header
+excluded); ``skip_bad=True`` skips it instead.
 """
 from __future__ import annotations
 
