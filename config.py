@@ -149,6 +149,24 @@ def load_config(modality: str, objective: str, experiment: str | None = None, ov
     return cfg
 
 
+def load_run_config(config_file: Path, overrides=(), config_dir: Path = CONFIG_DIR) -> dict:
+    """A run's saved ``config.yaml`` read back (what ``--resume`` and ``run.py eval`` start from):
+    the schema of its modality and objective <- the file, as it is (it holds the budget the run
+    worked out, e.g. ``train.steps`` from ``train.epochs``) <- ``overrides``.
+
+    Raises:
+        ConfigError: the file is unreadable or not a run config (no modality or objective), or it
+            or an override sets an unknown key or a value of the wrong type.
+    """
+    saved = load_yaml(Path(config_file))
+    if not isinstance(saved.get("objective"), dict) or "name" not in saved["objective"] or "modality" not in saved:
+        raise ConfigError(f"'{config_file}' is not a run config (no modality or objective name)")
+    cfg = load_config(saved["modality"], saved["objective"]["name"], config_dir=config_dir)
+    apply(cfg, saved, f"'{config_file}'")
+    apply_overrides(cfg, overrides)
+    return cfg
+
+
 def apply_overrides(cfg: dict, overrides) -> None:
     """Apply ``key=value`` strings to ``cfg`` in order (see ``apply_layer`` for the checks)."""
     for text in overrides:

@@ -1,8 +1,9 @@
 """One-line notes on stderr: what a run assumed about the user's data or settings."""
 from __future__ import annotations
 
-import os
 import sys
+
+from process_group import launch_rank
 
 _said: set[str] = set()
 
@@ -13,7 +14,7 @@ def say_once(message: str) -> None:
     The three splits of a dataset are built one after another from the same
     rows, so an assumption they share would otherwise be printed three times.
     """
-    if message in _said or os.environ.get("RANK", "0") != "0":
+    if message in _said or launch_rank() != 0:
         return
     _said.add(message)
     print(f"note: {message}", file=sys.stderr, flush=True)

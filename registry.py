@@ -96,6 +96,18 @@ def modalities() -> list[str]:
     return sorted({e.modality for e in _ENTRIES["dataset"].values() if e.modality})
 
 
+def check_modality(name: str) -> str:
+    """``name`` when a modality of that name registered a dataset.
+
+    Raises:
+        RegistryError: no such modality; the message names the closest one and lists them all.
+    """
+    if name not in modalities():
+        raise RegistryError(f"unknown modality '{name}'{closest(name, modalities())}; "
+                            f"modalities: {', '.join(modalities())}")
+    return name
+
+
 def build(kind: str, name: str, **kwargs):
     """Instantiate (kind, name) with keyword arguments checked against its signature.
 

@@ -4,14 +4,17 @@
     python run.py --modality audio --objective cpc train.steps=600 optim.lr=1e-3
     python run.py --list                            # the modality x objective matrix
     python run.py --resume runs/audio-cpc-20261124-120000
-    python run.py eval RUN_DIR                      # evaluate a finished run again (training/eval_command.py)
-    python run.py compare --modalities audio medical --objectives cpc supcon   (training/compare.py)
+    python run.py eval RUN_DIR                      # evaluate a finished run again (evaluation/command.py)
+    python run.py compare --modalities audio medical --objectives cpc supcon   (comparison/command.py)
     tensorboard --logdir runs
+
+One run is ``experiment.run_experiment``; the layers below it are ``evaluation/``,
+``comparison/``, ``training/``, then ``objectives/`` and ``modalities/`` (README, Design).
 """
 from __future__ import annotations
 
 import argparse
-import os
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -20,8 +23,9 @@ import config as config_lib
 import modalities  # noqa: F401  (registers encoders, datasets, views)
 import objectives  # noqa: F401  (registers objectives)
 import registry
-from errors import UserError
-from training.build import check_pair, missing, resolve_dataset
+from errors import UserError, report
+from training.build import resolve_dataset
+from training.compatibility import capability_matrix, check_pair
 
 DEFAULT_MODALITY, DEFAULT_OBJECTIVE = "audio", "cpc"
 
@@ -48,15 +52,6 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def matrix() -> dict:
-    """{(modality, objective): [missing capabilities]} from each modality's default config."""
-    cells = {}
-    for modality in registry.modalities():
-        for objective in registry.names("objective"):
-            cells[modality, objective] = missing(config_lib.load_config(modality, objective))
-    return cells
-
-
 def print_matrix(cells: dict) -> None:
     objectives_ = sorted({o for _, o in cells})
     width = max(len(o) for o in objectives_) + 2
@@ -75,52 +70,36 @@ def make_config(args) -> tuple[dict, Path, bool]:
         overrides.append(f"device={args.device!r}")
     if args.resume:
         run_dir = Path(args.resume)
-        saved = config_lib.load_yaml(run_dir / "config.yaml")
-        cfg = config_lib.load_config(saved["modality"], saved["objective"]["name"])
-        config_lib.apply(cfg, saved, f"'{run_dir / 'config.yaml'}'")
-        config_lib.apply_overrides(cfg, overrides)
-        return cfg, run_dir, True
-    modality = args.modality or DEFAULT_MODALITY
-    objective = args.objective or DEFAULT_OBJECTIVE
-    if modality not in registry.modalities():
-        raise UserError(f"unknown modality '{modality}'{registry.closest(modality, registry.modalities())}; "
-                        f"modalities: {', '.join(registry.modalities())}")
-    registry.get("objective", objective)
+        return config_lib.load_run_config(run_dir / "config.yaml", overrides), run_dir, True
+    modality = registry.check_modality(args.modality or DEFAULT_MODALITY)
+    objective = registry.get("objective", args.objective or DEFAULT_OBJECTIVE).name
     cfg = config_lib.load_config(modality, objective, args.config, overrides)
     cfg["data"]["name"] = resolve_dataset(cfg)
     run_dir = Path(args.run_dir or f"runs/{modality}-{objective}-{time.strftime('%Y%m%d-%H%M%S')}")
     return cfg, run_dir, False
 
 
-SUBCOMMANDS = {"eval": "training.eval_command", "compare": "training.compare"}
+SUBCOMMANDS = {"eval": "evaluation.command", "compare": "comparison.command"}
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in SUBCOMMANDS:  # each subcommand module has main(argv) -> exit code
-        import importlib
-
         return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     args = parse_args(argv)
     started = False
     try:
         if args.list:
-            print_matrix(matrix())
+            print_matrix(capability_matrix())
             return 0
         cfg, run_dir, resume = make_config(args)
-        check_pair(cfg, lambda: [f"{m}/{o}" for (m, o), lack in matrix().items() if not lack and
-                                 (m == cfg["modality"] or o == cfg["objective"]["name"])])
-        from training.experiment import (
-            run_experiment,  # heavy imports only once the input is known good
-        )
+        check_pair(cfg)
+        from experiment import run_experiment  # heavy imports only once the input is known good
 
         started = True
         results = run_experiment(cfg, run_dir, resume)
     except UserError as err:
-        rank = os.environ.get("RANK", "0")  # set by torchrun
-        if started or rank == "0":  # an input error is the same on every rank: rank 0 says it once
-            print(f"error{'' if rank == '0' else f' (rank {rank})'}: {err}", file=sys.stderr)
-        return 2
+        return report(err, every_rank=started)
     if results is None:  # a torchrun rank other than 0: rank 0 reports
         from training.distributed import exit_other_rank
 

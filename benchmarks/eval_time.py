@@ -1,4 +1,4 @@
-"""Wall time of the whole evaluation (training/evaluate.py: every protocol, trained + floor) per cell.
+"""Wall time of the whole evaluation (evaluation/protocols.py: every protocol, trained + floor) per cell.
 
     OMP_NUM_THREADS=1 python benchmarks/eval_time.py [--cells audio:supcon medical:convirt ...]
 
@@ -27,9 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import config as config_lib
 import modalities  # noqa: F401
 import objectives  # noqa: F401
-from training import eval_logging, evaluate
-from training.build import build_datasets
-from training.experiment import build_model, initial_encoder
+from evaluation import protocols, tensorboard_extras
+from training.build import build_datasets, build_model, initial_encoder
 
 DEFAULT_CELLS = ["audio:cpc", "audio:clap", "medical:supcon", "medical:convirt", "sequence:supcon", "sequence:clap"]
 
@@ -61,23 +60,23 @@ def main() -> None:
         cfg = config_lib.load_config(modality, objective, overrides=args.overrides)
         datasets = build_datasets(cfg)
         model = build_model(cfg, datasets["train"])
-        evaluate.embed = embed = timed(evaluate.embed)
-        evaluate.embed_texts = texts = timed(evaluate.embed_texts)
-        evaluate.eval_logging.log_all = logs = timed(eval_logging.log_all)
+        protocols.embed = embed = timed(protocols.embed)
+        protocols.embed_texts = texts = timed(protocols.embed_texts)
+        protocols.tensorboard_extras.log_all = logs = timed(tensorboard_extras.log_all)
         with tempfile.TemporaryDirectory() as folder:
             from torch.utils.tensorboard import SummaryWriter
 
             writer = SummaryWriter(folder)
             began = time.perf_counter()
-            evaluate.evaluate_run(cfg, model, initial_encoder(cfg, datasets["train"]), datasets,
+            protocols.evaluate_run(cfg, model, initial_encoder(cfg, datasets["train"]), datasets,
                                   torch.device("cpu"), writer, step=1)
             total = time.perf_counter() - began
             writer.close()
         rest = total - embed.seconds - texts.seconds - logs.seconds
         print(f"| {cell} | {len(datasets['train'])} / {len(datasets['test'])} | {embed.seconds:.1f} | "
               f"{texts.seconds:.1f} | {rest:.1f} | {logs.seconds:.1f} | {total:.1f} |", flush=True)
-        evaluate.embed, evaluate.embed_texts = embed.__wrapped__, texts.__wrapped__
-        evaluate.eval_logging.log_all = logs.__wrapped__
+        protocols.embed, protocols.embed_texts = embed.__wrapped__, texts.__wrapped__
+        protocols.tensorboard_extras.log_all = logs.__wrapped__
 
 
 if __name__ == "__main__":

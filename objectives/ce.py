@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from objectives.inputs import encode
+from objectives.parts import encode_batch
 from registry import register
 
 
@@ -29,7 +29,7 @@ class CrossEntropy(nn.Module):
         self.label_smoothing = label_smoothing
 
     def forward(self, encoders: dict, batch: dict) -> dict:
-        logits = self.head(encode(encoders["x"], batch)["embedding"]).float()
+        logits = self.head(encode_batch(encoders["x"], batch)["embedding"]).float()
         labels = batch["label"]
         loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
         return {"loss": loss, "acc": (logits.detach().argmax(dim=1) == labels).float().mean()}

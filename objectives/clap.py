@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from objectives.functional import clip_loss
-from objectives.heads import mlp, pair_stats
+from objectives.parts import mlp, pair_stats
 from objectives.paired import PairedObjective
 from registry import register
 
@@ -28,7 +28,7 @@ class CLAP(PairedObjective):
     ``retrieval_acc`` (signal -> text, this rank's batch).
     """
 
-    def __init__(self, encoders: dict, n_classes: int, proj_dim: int = 256, init_logit_scale: float = 1 / 0.07,
+    def __init__(self, encoders: dict, proj_dim: int = 256, init_logit_scale: float = 1 / 0.07,
                  max_logit_scale: float = 100.0, tiled: bool | None = None):
         super().__init__()
         self.tiled = tiled

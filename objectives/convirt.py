@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from objectives.functional import convirt_loss
-from objectives.heads import mlp, pair_stats
+from objectives.parts import mlp, pair_stats
 from objectives.paired import PairedObjective
 from registry import register
 
@@ -23,7 +23,7 @@ class ConVIRT(PairedObjective):
     (signal -> text, this rank's batch).
     """
 
-    def __init__(self, encoders: dict, n_classes: int, proj_dim: int = 512, temperature: float = 0.1,
+    def __init__(self, encoders: dict, proj_dim: int = 512, temperature: float = 0.1,
                  lam: float = 0.75, tiled: bool | None = None):
         super().__init__()
         self.tiled = tiled

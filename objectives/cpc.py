@@ -7,7 +7,7 @@ from torch import nn
 
 from errors import UserError
 from objectives.functional import cpc_infonce
-from objectives.inputs import encode
+from objectives.parts import encode_batch
 from registry import register
 
 
@@ -34,7 +34,7 @@ class CPC(nn.Module):
     Logs ``cpc/acc_step{k}`` for every k and their mean ``cpc/acc``.
     """
 
-    def __init__(self, encoders: dict, n_classes: int, prediction_steps: int = 12, n_negatives: int = 128):
+    def __init__(self, encoders: dict, prediction_steps: int = 12, n_negatives: int = 128):
         super().__init__()
         dims = encoders["x"].dims
         seq_dim = dims["sequence"]
@@ -44,7 +44,7 @@ class CPC(nn.Module):
         self.n_negatives = n_negatives
 
     def forward(self, encoders: dict, batch: dict) -> dict:
-        out = encode(encoders["x"], batch)
+        out = encode_batch(encoders["x"], batch)
         latents = out["sequence"]
         context = out["context"] if self.own_context is None else self.own_context(latents)[0]
         b, t, _ = latents.shape

@@ -14,20 +14,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-
-def is_distributed() -> bool:
-    """True when a process group is initialized with more than one rank."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def rank() -> int:
-    """This process's rank, 0 when torch.distributed is not initialized."""
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def world_size() -> int:
-    """Number of ranks, 1 when torch.distributed is not initialized."""
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+from process_group import is_distributed
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from objectives.distributed import gather_no_grad, gather_with_grad, rank, world_size
+from objectives.distributed import gather_no_grad, gather_with_grad
 from objectives.tiled import diagonal_cross_entropy, supcon_rows, use_tiled
+from process_group import rank, world_size
 
 
 def cpc_infonce(context: torch.Tensor, latents: torch.Tensor, weights: torch.Tensor,

@@ -8,8 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from objectives.distributed import gather_no_grad
-from objectives.heads import mlp, pair_stats
-from objectives.inputs import encode
+from objectives.parts import encode_batch, mlp, pair_stats
 from registry import register
 
 NO_LABEL = -1  # label of queue slots not filled yet, and of keys from unlabelled batches
@@ -61,7 +60,7 @@ class MoCo(nn.Module):
             or the batch has fewer than 2 views.
     """
 
-    def __init__(self, encoders: dict, n_classes: int, proj_dim: int = 128, queue_size: int = 4096,
+    def __init__(self, encoders: dict, proj_dim: int = 128, queue_size: int = 4096,
                  momentum: float = 0.999, temperature: float = 0.2, supervised: bool = False):
         super().__init__()
         dim = encoders["x"].dims["embedding"]
@@ -82,9 +81,9 @@ class MoCo(nn.Module):
         if self.supervised and "label" not in batch:
             raise ValueError("moco with supervised=true needs labels, but the batch has no 'label' field; "
                              "use a labelled dataset or set objective.supervised=false")
-        q = F.normalize(self.head(encode(encoders["x"], batch, x=views[:, 0])["embedding"]), dim=1)
+        q = F.normalize(self.head(encode_batch(encoders["x"], batch, x=views[:, 0])["embedding"]), dim=1)
         with torch.no_grad():
-            k = F.normalize(self.key_head(encode(self.key_encoder, batch, x=views[:, 1])["embedding"]), dim=1)
+            k = F.normalize(self.key_head(encode_batch(self.key_encoder, batch, x=views[:, 1])["embedding"]), dim=1)
         labels = batch.get("label")
         if self.supervised:
             positive = labels[:, None] == self.queue_labels[None, :]

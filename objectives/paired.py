@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from objectives.inputs import encode
+from objectives.parts import encode_batch
 
 
 class PairedObjective(nn.Module):
@@ -26,9 +26,13 @@ class PairedObjective(nn.Module):
     x_head: nn.Module
     text_head: nn.Module
 
+    def project_x(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Joint-space signal embeddings (B, P) of the x encoder's embeddings (B, D)."""
+        return self.x_head(embedding)
+
     def embed_x(self, encoders: dict, batch: dict) -> torch.Tensor:
         """Joint-space signal embeddings (B, P) of ``batch["x"]`` (with its mask, if any)."""
-        return self.x_head(encode(encoders["x"], batch)["embedding"])
+        return self.project_x(encode_batch(encoders["x"], batch)["embedding"])
 
     def embed_text(self, encoders: dict, texts: list[str]) -> torch.Tensor:
         """Joint-space text embeddings (B, P) of B strings."""

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from objectives.functional import siglip_loss
-from objectives.heads import mlp, pair_stats
+from objectives.parts import mlp, pair_stats
 from objectives.paired import PairedObjective
 from registry import register
 
@@ -32,7 +32,7 @@ class SigLIP(PairedObjective):
         ValueError: ``projection`` is not "linear" or "mlp".
     """
 
-    def __init__(self, encoders: dict, n_classes: int, proj_dim: int = 256, projection: str = "linear",
+    def __init__(self, encoders: dict, proj_dim: int = 256, projection: str = "linear",
                  init_logit_scale: float = 10.0, init_logit_bias: float = -10.0):
         super().__init__()
         if projection not in PROJECTIONS:

@@ -5,7 +5,7 @@ from einops import rearrange
 from torch import nn
 
 from objectives.functional import supcon_loss
-from objectives.heads import encode_views, mlp, pair_stats
+from objectives.parts import encode_views, mlp, pair_stats
 from registry import register
 
 
@@ -28,7 +28,7 @@ class SupCon(nn.Module):
         ValueError: no anchor has a positive.
     """
 
-    def __init__(self, encoders: dict, n_classes: int, proj_dim: int = 128, temperature: float = 0.1,
+    def __init__(self, encoders: dict, proj_dim: int = 128, temperature: float = 0.1,
                  head_batch_norm: bool = False, tiled: bool | None = None):
         super().__init__()
         self.tiled = tiled

@@ -6,8 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from objectives.functional import triplet_loss
-from objectives.heads import mlp
-from objectives.inputs import encode
+from objectives.parts import encode_batch, mlp
 from registry import register
 
 MINING = ("batch_hard", "random")
@@ -61,7 +60,7 @@ class Triplet(nn.Module):
         ValueError: ``mining`` is not "batch_hard" or "random".
     """
 
-    def __init__(self, encoders: dict, n_classes: int, proj_dim: int = 128, margin: float = 0.2,
+    def __init__(self, encoders: dict, proj_dim: int = 128, margin: float = 0.2,
                  mining: str = "batch_hard"):
         super().__init__()
         if mining not in MINING:
@@ -71,7 +70,7 @@ class Triplet(nn.Module):
         self.margin, self.mining = margin, mining
 
     def forward(self, encoders: dict, batch: dict) -> dict:
-        z = self.head(encode(encoders["x"], batch)["embedding"])
+        z = self.head(encode_batch(encoders["x"], batch)["embedding"])
         a, p, n = mine_triplets(z, batch["label"], self.mining)
         if len(a) == 0:
             zero = z.sum() * 0.0

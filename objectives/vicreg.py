@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from objectives.functional import vicreg_loss
-from objectives.heads import encode_views, mlp, pair_stats
+from objectives.parts import encode_views, mlp, pair_stats
 from registry import register
 
 
@@ -27,7 +27,7 @@ class VICReg(nn.Module):
         ValueError: fewer than 2 views, or a batch of one sample.
     """
 
-    def __init__(self, encoders: dict, n_classes: int, expander_dim: int = 256, expander_layers: int = 3,
+    def __init__(self, encoders: dict, expander_dim: int = 256, expander_layers: int = 3,
                  sim_weight: float = 25.0, var_weight: float = 25.0, cov_weight: float = 1.0):
         super().__init__()
         dim = encoders["x"].dims["embedding"]

@@ -71,7 +71,7 @@ def test_epochs_run_records_steps_and_epochs_and_resumes_longer_in_steps(tmp_pat
 
 
 def test_compare_accepts_a_cell_whose_budget_was_fitted_to_its_data(tmp_path):
-    from training.compare import Cell, check_not_stale
+    from comparison.command import Cell, check_not_stale
 
     cell = Cell("sequence", "simclr", 0, tmp_path, [])
     wanted = config_lib.load_config("sequence", "simclr", overrides=["train.epochs=3"])

@@ -89,7 +89,7 @@ def test_table_numbers_are_mean_and_std_of_the_cells_results(grid):
 
 
 def test_figure_is_a_png_of_the_grid_size(grid):
-    from training.compare_figure import BOTTOM, CELL_H, CELL_W, LEFT, MARGIN, TOP
+    from comparison.figure import BOTTOM, CELL_H, CELL_W, LEFT, MARGIN, TOP
 
     out, _ = grid
     assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -135,7 +135,7 @@ def test_unknown_scope_is_a_one_sentence_error():
 
 
 def test_scope_split_leaves_colons_in_values_alone():
-    from training.compare import split_scope
+    from comparison.command import split_scope
 
     assert split_scope("data.path=C:/x", {"audio"}) == ("", "data.path=C:/x")
     assert split_scope("audio:data.path=a:b", {"audio"}) == ("audio", "data.path=a:b")
@@ -148,7 +148,7 @@ def test_default_budgets_are_valid_config_keys_of_their_pairs():
     import modalities  # noqa: F401
     import objectives  # noqa: F401
     import registry
-    from training.compare import BUDGETS, cell_config, load_budgets
+    from comparison.command import BUDGETS, cell_config, load_budgets
 
     names = {"modality": registry.modalities(), "objective": registry.names("objective")}
     raw = yaml.safe_load(BUDGETS.read_text())
@@ -165,8 +165,8 @@ def test_default_budgets_are_valid_config_keys_of_their_pairs():
 
 
 def test_a_table_of_cells_reported_on_different_splits_names_the_split_of_each_row(tmp_path):
-    from training.compare import Cell, Pair
-    from training.compare_report import markdown, mark_best, summarize
+    from comparison.command import Cell, Pair
+    from comparison.report import markdown, mark_best, summarize
 
     def pair(modality, split):
         result = {"chance_acc": 0.5, "wall_time_s": 1.0, "metrics": {"linear_probe_acc": 0.9, "svm_acc": 0.8},

@@ -95,7 +95,7 @@ def test_too_many_prediction_steps_is_a_clear_error():
 
 def test_objective_trains_every_parameter_and_logs_step_accuracy():
     encoder = CPCWaveEncoder(width=8, context_dim=6)
-    objective = CPC({"x": encoder}, n_classes=8, prediction_steps=3, n_negatives=4)
+    objective = CPC({"x": encoder}, prediction_steps=3, n_negatives=4)
     out = objective({"x": encoder}, {"x": torch.randn(2, 1, 1600)})
     out["loss"].backward()
     assert torch.isfinite(out["loss"])
@@ -117,7 +117,7 @@ def test_objective_owns_a_context_network_when_the_encoder_has_none():
             return {"sequence": seq, "embedding": seq.mean(1)}
 
     encoder = Patches()
-    objective = CPC({"x": encoder}, n_classes=8, prediction_steps=2, n_negatives=3)
+    objective = CPC({"x": encoder}, prediction_steps=2, n_negatives=3)
     assert objective.own_context is not None
     out = objective({"x": encoder}, {"x": torch.randn(2, 6, 3)})
     out["loss"].backward()
@@ -126,6 +126,6 @@ def test_objective_owns_a_context_network_when_the_encoder_has_none():
 
 def test_objective_names_the_fix_when_sequences_are_too_short():
     encoder = CPCWaveEncoder(width=4, context_dim=4)
-    objective = CPC({"x": encoder}, n_classes=8, prediction_steps=12)
+    objective = CPC({"x": encoder}, prediction_steps=12)
     with pytest.raises(UserError, match="lower objective.prediction_steps or use longer inputs"):
         objective({"x": encoder}, {"x": torch.randn(2, 1, 160 * 12)})  # 12 latents, 12 steps ahead

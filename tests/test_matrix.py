@@ -8,13 +8,13 @@ import config as config_lib
 import modalities  # noqa: F401
 import objectives  # noqa: F401
 import registry
-from training.build import build_datasets, build_views, missing
+from training.build import build_datasets, build_model, build_views
+from training.compatibility import missing_capabilities
 from training.data import train_batches
-from training.experiment import build_model
 from training.loop import add_views
 
 PAIRS = [(m, o) for m in registry.modalities() for o in registry.names("objective")
-         if not missing(config_lib.load_config(m, o))]
+         if not missing_capabilities(config_lib.load_config(m, o))]
 
 
 def test_every_modality_has_tiny_test_settings_and_works_with_the_core_objectives():

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from training import metrics
-from training.evaluate import fit_linear_probe, linear_probe, prompts
+from evaluation import metrics
+from evaluation.linear_probe import fit_linear_probe, linear_probe
+from evaluation.protocols import prompts
 
 
 def unit(a):
@@ -211,9 +212,9 @@ def test_eval_split_val_reports_every_protocol_on_val_and_never_reads_test():
     from conftest import TINY
 
     from errors import UserError
-    from training import svm
+    from evaluation import svm
     from training.build import build_datasets, build_encoder
-    from training.evaluate import check_protocol, embed, evaluate_model, evaluate_run, frozen
+    from evaluation.protocols import check_protocol, embed, evaluate_model, evaluate_run, frozen
 
     cfg = config_lib.load_config("sequence", "supcon", overrides=[*TINY["sequence"], "eval.probe_epochs=5",
                                                                   "eval.split=val"])

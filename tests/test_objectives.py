@@ -21,7 +21,7 @@ from torch import nn
 import objectives  # noqa: F401  (registers every objective)
 import registry
 from objectives.functional import clip_loss, convirt_loss, siglip_loss
-from objectives.heads import encode_views
+from objectives.parts import encode_views
 from objectives.triplet import mine_triplets
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "objectives"
@@ -87,8 +87,11 @@ def yaml_options(name: str) -> dict:
 
 
 def build(name: str, encoders=None, n_classes=3, **options):
+    """(encoders, objective); ``n_classes`` reaches only objectives that take it (ce), as in training.build."""
     encoders = encoders or make_encoders(name)
-    return encoders, registry.build("objective", name, encoders=encoders, n_classes=n_classes, **options)
+    if "n_classes" in inspect.signature(registry.get("objective", name).factory).parameters:
+        options["n_classes"] = n_classes
+    return encoders, registry.build("objective", name, encoders=encoders, **options)
 
 
 def make_encoders(name: str) -> dict:

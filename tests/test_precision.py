@@ -12,7 +12,7 @@ import config as config_lib
 import modalities  # noqa: F401  (registers encoders, datasets, views)
 import objectives  # noqa: F401  (registers objectives)
 from errors import UserError
-from training.experiment import run_experiment
+from experiment import run_experiment
 from training.precision import autocast_dtype, use_channels_last
 
 TINY_RUN = [*TINY["sequence"], "train.steps=3", "train.batch_size=8", "train.val_every=0", "train.progress=false", "eval.probe_epochs=2",

@@ -24,7 +24,7 @@ import config as config_lib
 import modalities  # noqa: F401  (registers encoders, datasets, views)
 import objectives  # noqa: F401  (registers objectives)
 import registry
-from objectives.inputs import encode
+from objectives.parts import encode_batch
 from training import checkpoint
 from training.data import train_batches
 from training.nonfinite import NonFiniteError
@@ -37,12 +37,12 @@ SEEN: list[dict] = []  # the encoder's parameters at the start of each training 
 class NaNOnChosenSteps(nn.Module):
     """Mean squared embedding, multiplied by NaN on the training steps in NAN_STEPS."""
 
-    def __init__(self, encoders: dict, n_classes: int):
+    def __init__(self, encoders: dict):
         super().__init__()
 
     def forward(self, encoders: dict, batch: dict) -> dict:
         SEEN.append({k: v.detach().clone() for k, v in encoders["x"].state_dict().items()})
-        loss = encode(encoders["x"], batch)["embedding"].pow(2).mean()
+        loss = encode_batch(encoders["x"], batch)["embedding"].pow(2).mean()
         return {"loss": loss * float("nan") if len(SEEN) in NAN_STEPS else loss}
 
 
@@ -60,7 +60,7 @@ def nan_objective():
 
 
 def test_nonfinite_steps_are_skipped_counted_and_stop_the_run(tmp_path, nan_objective):
-    from training.experiment import run_experiment
+    from experiment import run_experiment
 
     cfg = config_lib.load_config("audio", nan_objective, overrides=[
         *(o for o in TINY_AUDIO if not o.startswith("objective.")), "train.steps=12", "train.checkpoint_every=1", "train.val_every=0", "train.max_nonfinite_in_row=3"])

@@ -1,4 +1,4 @@
-"""The RBF-SVM protocol (training/svm.py) against scikit-learn fits and a cross-validation loop
+"""The RBF-SVM protocol (evaluation/svm.py) against scikit-learn fits and a cross-validation loop
 written here; nothing of the reported split reaches a choice; small classes get fewer folds."""
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from training.svm import SINGLE_MEMBER_C, fold_plan, svm_probe
+from evaluation.svm import SINGLE_MEMBER_C, fold_plan, svm_probe
 
 GRID = [1000.0, 0.01, 1.0, 0.1, 100.0, 10.0]  # unsorted on purpose: ties go to the smaller C
 

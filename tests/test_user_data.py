@@ -242,7 +242,7 @@ def test_spatial_dims_auto_follows_the_files(tmp_path, capfd):
 def test_a_set_smaller_than_one_batch_trains_as_one_batch(tmp_path, loader):
     import config as config_lib
     from training.build import resolve_dataset
-    from training.experiment import build_training
+    from training.build import build_training
 
     labels, splits = two_classes(8), ["train"] * 10 + ["test"] * 6
     name, options = write(loader, tmp_path, labels, splits)

@@ -1,53 +1,28 @@
-"""From a validated config to datasets, encoders, views and an objective.
+"""From a validated config to what a run trains: datasets, encoders, views, objective, optimizer.
 
-``check_pair`` decides, from registry capabilities alone, whether an objective
-can train on a modality; it runs before anything is built.
+``build_training`` is the one recipe, used by ``experiment.py`` to train and, through
+``build_model_and_data``, by ``run.py eval`` to rebuild a run's model around its checkpoint.
+Encoders, datasets, views and objectives are looked up by name in the registry; the
+arguments a factory takes from the data (``in_channels``, ``spatial_dims``, ``n_classes``)
+are passed only to factories that take them.
 """
 from __future__ import annotations
 
 import inspect
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
+from torch import nn
 
 import registry
 from errors import UserError
-
-
-class IncompatibleError(UserError, ValueError):
-    """An objective needs a capability that the modality does not offer."""
-
-
-def offered(dataset: str, encoder: str, views: str | None) -> set[str]:
-    """Capabilities a (dataset, encoder, views) triple offers."""
-    caps = set(registry.get("dataset", dataset).capabilities) | set(registry.get("encoder", encoder).capabilities)
-    if views:
-        caps |= registry.get("views", views).capabilities
-    return caps
-
-
-def missing(cfg: dict) -> list[str]:
-    """Capabilities the configured objective needs that the configured modality lacks."""
-    needs = registry.get("objective", cfg["objective"]["name"]).capabilities
-    caps = offered(cfg["data"]["name"], cfg["model"]["encoder"], cfg["views"]["name"])
-    return sorted(needs - caps)
-
-
-def check_pair(cfg: dict, working_pairs) -> None:
-    """Raise a one-sentence error if the objective cannot train on this modality.
-
-    ``working_pairs()`` returns the "modality/objective" strings that do work,
-    named in the message; it is called only when the pair fails.
-
-    Raises:
-        IncompatibleError: a needed capability is missing.
-    """
-    lacking = missing(cfg)
-    if lacking:
-        raise IncompatibleError(
-            f"objective '{cfg['objective']['name']}' needs {', '.join(lacking)}, which modality "
-            f"'{cfg['modality']}' (dataset '{cfg['data']['name']}', encoder '{cfg['model']['encoder']}') "
-            f"does not provide; pairs that work: {', '.join(working_pairs()) or 'none'}")
+from process_group import world_size
+from training import distributed, grad_cache
+from training.budget import fit_budget
+from training.host_memory import keep_freed_host_memory
+from training.precision import SpeedSettings, apply_speed_settings, resolve_speed
+from training.schedule import warmup_cosine
 
 
 def resolve_dataset(cfg: dict) -> str:
@@ -90,20 +65,24 @@ def build_datasets(cfg: dict) -> dict:
             for split in ("train", "val", "test")}
 
 
-def build_encoder(cfg: dict, input_shape) -> torch.nn.Module:
+def takes(kind: str, name: str, argument: str) -> bool:
+    """Whether the registered factory ``kind``/``name`` has a parameter ``argument``."""
+    return argument in inspect.signature(registry.get(kind, name).factory).parameters
+
+
+def build_encoder(cfg: dict, input_shape) -> nn.Module:
     """The configured encoder; ``in_channels`` (C) and ``spatial_dims`` (1 for (C, T),
     2 for (C, H, W), 3 for (C, D, H, W)) come from the data when the encoder takes them."""
     name = cfg["model"]["encoder"]
     kwargs = section(cfg["model"], name)
-    params = inspect.signature(registry.get("encoder", name).factory).parameters
-    if "in_channels" in params:
+    if takes("encoder", name, "in_channels"):
         kwargs.setdefault("in_channels", input_shape[0])
-    if "spatial_dims" in params:
+    if takes("encoder", name, "spatial_dims"):
         kwargs.setdefault("spatial_dims", len(input_shape) - 1)
     return registry.build("encoder", name, **kwargs)
 
 
-def build_text_encoder(cfg: dict, captions) -> torch.nn.Module:
+def build_text_encoder(cfg: dict, captions) -> nn.Module:
     """The text encoder of paired objectives; a word tokenizer is built from ``captions``
     (the train split's), or ``model.text.pretrained`` names a local HuggingFace model."""
     from modalities.text.encoders import build_text_encoder as build
@@ -123,9 +102,90 @@ def build_views(cfg: dict):
     return registry.build("views", name, **section(cfg["views"], name))
 
 
-def build_objective(cfg: dict, encoders: dict, n_classes: int) -> torch.nn.Module:
+def build_objective(cfg: dict, encoders: dict, n_classes: int) -> nn.Module:
     """The configured objective. Every objective takes ``encoders`` (a dict of
     modules whose ``.dims`` it reads; it may copy them, as MoCo's key encoder
-    does, but never keeps them as submodules) and ``n_classes`` first."""
+    does, but never keeps them as submodules); ``n_classes`` goes only to those
+    that take it (``ce``'s classifier)."""
+    name = cfg["objective"]["name"]
     options = {k: v for k, v in cfg["objective"].items() if k != "name"}
-    return registry.build("objective", cfg["objective"]["name"], encoders=encoders, n_classes=n_classes, **options)
+    if takes("objective", name, "n_classes"):
+        options["n_classes"] = n_classes
+    return registry.build("objective", name, encoders=encoders, **options)
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu.
+
+    Raises:
+        UserError: 'cuda' asked for on a machine without CUDA.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device 'cuda' was asked for but torch sees no CUDA device; use --device cpu")
+    return torch.device(name)
+
+
+def initial_encoder(cfg: dict, train_set) -> nn.Module:
+    """The modality encoder as initialized from ``cfg['seed']``: the weights a run starts
+    from, and the random-init floor it is compared with."""
+    torch.manual_seed(cfg["seed"])
+    return build_encoder(cfg, train_set.input_shape)
+
+
+def build_model(cfg: dict, train_set) -> nn.ModuleDict:
+    """{"encoders": {"x"[, "text"]}, "objective"}, initialized from ``cfg['seed']``
+    (same seed, same init). A text encoder is built only for objectives that need text."""
+    encoders = nn.ModuleDict({"x": initial_encoder(cfg, train_set)})
+    if "text" in registry.get("objective", cfg["objective"]["name"]).capabilities:
+        encoders["text"] = build_text_encoder(cfg, train_set.captions)
+    objective = build_objective(cfg, encoders, len(train_set.classes))
+    return nn.ModuleDict({"encoders": encoders, "objective": objective})
+
+
+def build_model_and_data(cfg: dict, device: torch.device) -> tuple[dict, nn.ModuleDict, SpeedSettings]:
+    """(datasets, model on ``device`` with the same parameters on every rank and the ``train.*``
+    speed settings applied, those settings). Fits ``train.batch_size``/``train.steps`` to the
+    train split (``training.budget``) before anything reads them.
+
+    Raises:
+        UserError: a data error of the loader, or a bad speed setting.
+    """
+    keep_freed_host_memory(cfg["train"]["keep_host_memory"])  # before the first large allocation
+    datasets = build_datasets(cfg)
+    fit_budget(cfg["train"], len(datasets["train"]), world_size())  # before the schedule and config.yaml
+    model = build_model(cfg, datasets["train"]).to(device)
+    distributed.broadcast_parameters(model)
+    speed = resolve_speed(cfg["train"], device, model["encoders"]["x"])
+    apply_speed_settings(speed, model, device)
+    return datasets, model, speed
+
+
+class Training(NamedTuple):
+    """What a run trains, as ``build_training`` makes it."""
+
+    datasets: dict                    # {"train", "val", "test"}
+    model: nn.ModuleDict              # {"encoders": {"x"[, "text"]}, "objective"} on the device
+    views: nn.Module | None           # the view transform, None when the objective takes none
+    optimizer: torch.optim.Optimizer  # AdamW
+    scheduler: object                 # its warmup-cosine LambdaLR
+    speed: SpeedSettings              # the resolved train.* speed switches the loop reads
+
+
+def build_training(cfg: dict, device: torch.device) -> Training:
+    """What a run trains, as ``run.py`` builds it. Also used by benchmarks/train_throughput.py.
+
+    Raises:
+        UserError: a bad gradient-cache setting (before minutes of building), or what
+            ``build_model_and_data`` raises.
+    """
+    grad_cache.check(cfg["train"], cfg["objective"]["name"])
+    datasets, model, speed = build_model_and_data(cfg, device)
+    views = build_views(cfg)
+    views = views.to(device) if views is not None else None
+    oc = cfg["optim"]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=oc["lr"], betas=tuple(oc["betas"]),
+                                  weight_decay=oc["weight_decay"])
+    scheduler = warmup_cosine(optimizer, cfg["train"]["steps"], oc["warmup_steps"], oc["min_lr_ratio"])
+    return Training(datasets, model, views, optimizer, scheduler, speed)

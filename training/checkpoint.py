@@ -13,10 +13,9 @@ half-written ``last.pt``. Before the rename the old ``last.pt`` becomes
 alone does not notice) is an error naming the file and, when
 ``previous.pt`` is intact, the command that puts it back. Loading uses
 ``torch.load(..., weights_only=True)``: unpickling cannot run code.
-
-``set_deterministic`` (``train.deterministic``) makes GPU kernels
-deterministic; on CPU, runs with the same thread count are already
-bit-for-bit repeatable and a resumed run equals an uninterrupted one.
+On CPU, runs with the same thread count are bit-for-bit repeatable, so a
+resumed run equals an uninterrupted one (``train.deterministic`` extends that to
+GPU kernels: ``training/precision.py``).
 """
 from __future__ import annotations
 
@@ -126,16 +125,6 @@ def load(path: Path) -> dict:
             raise err from None
         raise CheckpointError(f"{err}; the previous checkpoint '{previous}' (step {step}) is intact: "
                               f"`cp {previous} {path}`, then resume again") from None
-
-
-def set_deterministic(enabled: bool) -> None:
-    """``train.deterministic``: deterministic kernels (``torch.use_deterministic_algorithms``,
-    no cuDNN autotuning; cuBLAS needs ``CUBLAS_WORKSPACE_CONFIG``, set here if unset). An op
-    without a deterministic implementation then raises instead of running."""
-    if enabled:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.backends.cudnn.benchmark = False
-    torch.use_deterministic_algorithms(enabled)
 
 
 def restore(state: dict, model, optimizer, scheduler) -> int:

@@ -33,12 +33,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from objectives.distributed import is_distributed, rank, world_size
-
-
-def launched_by_torchrun() -> bool:
-    """True when the environment describes more than one process (torchrun sets WORLD_SIZE)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+from process_group import is_distributed, launched_by_torchrun, world_size
 
 
 def setup(device: torch.device) -> torch.device:
@@ -79,11 +74,6 @@ def exit_other_rank() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
-
-
-def is_main() -> bool:
-    """Rank 0 (or the only process): the one that logs, writes files and evaluates."""
-    return rank() == 0
 
 
 def broadcast_object(obj):

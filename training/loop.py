@@ -18,18 +18,13 @@ import time
 
 import torch
 
+from process_group import is_main, rank, world_size
 from training import checkpoint, grad_cache
 from training.budget import epochs_done
 from training.data import to_device, train_batches, val_loader
-from training.distributed import average_step, is_main, rank, world_size
+from training.distributed import average_step
 from training.nonfinite import NonFiniteGuard
-from training.precision import (
-    autocast,
-    autocast_dtype,
-    grad_scaler,
-    to_channels_last,
-    use_channels_last,
-)
+from training.precision import SpeedSettings, autocast, grad_scaler, to_channels_last
 from training.progress import Progress
 from training.signals import GracefulStop, stops_gracefully
 
@@ -73,8 +68,11 @@ def validate(model, views, dataset, cfg: dict, device, amp_dtype=None) -> dict:
 
 @stops_gracefully  # SIGTERM/SIGINT only raise the flag ``stop`` while train runs (training/signals.py)
 def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer, run_dir, device,
-          start_step: int = 0, counters: dict | None = None, stop: GracefulStop | None = None) -> dict:
+          speed: SpeedSettings, start_step: int = 0, counters: dict | None = None,
+          stop: GracefulStop | None = None) -> dict:
     """Train ``model`` ({"encoders": {"x"[, "text"]}, "objective"}) from ``start_step`` to ``train.steps``.
+
+    ``speed``: the resolved speed switches the model was prepared with (``training.precision``).
 
     ``counters``: the running totals of the checkpoint resumed from (``{"nonfinite_steps": n}``).
 
@@ -90,14 +88,12 @@ def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer,
     accumulate = tc["accumulate_steps"]  # micro-batches per step, each with only its own negatives
     batches = train_batches(datasets["train"], tc["batch_size"], cfg["seed"], start_step * accumulate, rank(), world,
                             num_workers=cfg["data"]["num_workers"], pin_memory=device.type == "cuda")
-    amp_dtype = autocast_dtype(tc["precision"], device)
+    amp_dtype = speed.amp_dtype
     scaler = grad_scaler(device, amp_dtype)
-    channels_last = use_channels_last(tc["channels_last"], device, model["encoders"]["x"])
     params = [p for p in model.parameters() if p.requires_grad]
     progress = Progress(tc["steps"], start_step, enabled=tc["progress"] and main,
                         steps_per_epoch=1 / epochs_done(tc, 1, len(datasets["train"]), world))
     clip = tc["grad_clip"] if tc["grad_clip"] > 0 else math.inf
-    checkpoint.set_deterministic(tc["deterministic"])
     guard = NonFiniteGuard(tc["max_nonfinite_in_row"], writer if main else None, not scaler.is_enabled(),
                            total=(counters or {}).get("nonfinite_steps", 0))
     model.train()
@@ -108,7 +104,7 @@ def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer,
         for micro in range(accumulate):
             fetched = time.perf_counter()
             batch = to_device(next(batches), device)
-            batch = to_channels_last(batch) if channels_last else batch
+            batch = to_channels_last(batch) if speed.channels_last else batch
             waited += time.perf_counter() - fetched
             batch = add_views(batch, views, cfg["seed"], (step - 1) * accumulate + micro + 1, device, rank())
             # forward + backward, or the gradient cache (train.grad_cache_chunk): every backward of the step

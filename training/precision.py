@@ -10,10 +10,17 @@
   so checkpoint keys do not change).
 - ``train.channels_last``: ``auto`` (on CUDA, for encoders with 2-D convolutions),
   ``always`` or ``never``: channels-last weights and 4-D inputs.
+- ``train.deterministic``: deterministic kernels (``set_deterministic``).
+
+``resolve_speed`` reads them once into a ``SpeedSettings`` (raising on a bad value,
+before the run directory exists); ``apply_speed_settings`` applies them to the model
+and the loop reads the same object.
 """
 from __future__ import annotations
 
 import contextlib
+import os
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -70,27 +77,54 @@ def use_channels_last(setting: str, device: torch.device, encoder: nn.Module) ->
     return setting == "always"
 
 
-def apply_speed_settings(cfg: dict, model: nn.ModuleDict, device: torch.device) -> bool:
-    """TF32, channels-last weights and torch.compile of the encoders, as ``train.*`` asks.
+class SpeedSettings(NamedTuple):
+    """The ``train.*`` speed switches resolved once for one device and encoder (``resolve_speed``)."""
 
-    Call after the model is on ``device`` and the optimizer is built (compile
-    keeps the same parameters). Returns whether batches should be channels-last.
+    amp_dtype: torch.dtype | None  # autocast dtype; None = plain float32
+    channels_last: bool            # channels-last weights and 4-D batches
+    tf32: bool
+    compile: bool
+    deterministic: bool
+
+
+def resolve_speed(train_cfg: dict, device: torch.device, encoder: nn.Module) -> SpeedSettings:
+    """``train.precision``, ``train.channels_last``, ``train.tf32``, ``train.compile`` and
+    ``train.deterministic`` for ``encoder`` on ``device``.
 
     Raises:
         UserError: a bad ``train.precision`` or ``train.channels_last`` (see above).
     """
-    tc = cfg["train"]
-    autocast_dtype(tc["precision"], device)  # a bad precision fails here, before the run directory exists
+    return SpeedSettings(autocast_dtype(train_cfg["precision"], device),
+                         use_channels_last(train_cfg["channels_last"], device, encoder),
+                         bool(train_cfg["tf32"]), bool(train_cfg["compile"]), bool(train_cfg["deterministic"]))
+
+
+def set_deterministic(enabled: bool) -> None:
+    """``train.deterministic``: deterministic kernels (``torch.use_deterministic_algorithms``,
+    no cuDNN autotuning; cuBLAS needs ``CUBLAS_WORKSPACE_CONFIG``, set here if unset). An op
+    without a deterministic implementation then raises instead of running. On CPU, runs with
+    the same thread count are bit-for-bit repeatable either way."""
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(enabled)
+
+
+def apply_speed_settings(speed: SpeedSettings, model: nn.ModuleDict, device: torch.device) -> None:
+    """Deterministic kernels, TF32, channels-last weights and torch.compile of the encoders.
+
+    Call after the model is on ``device`` and the optimizer is built (compile
+    keeps the same parameters).
+    """
+    set_deterministic(speed.deterministic)
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = tc["tf32"]
-        torch.backends.cudnn.allow_tf32 = tc["tf32"]
-    channels_last = use_channels_last(tc["channels_last"], device, model["encoders"]["x"])
-    if channels_last:
+        torch.backends.cuda.matmul.allow_tf32 = speed.tf32
+        torch.backends.cudnn.allow_tf32 = speed.tf32
+    if speed.channels_last:
         model["encoders"]["x"].to(memory_format=torch.channels_last)
-    if tc["compile"]:
+    if speed.compile:
         for encoder in model["encoders"].values():
             encoder.compile()
-    return channels_last
 
 
 def to_channels_last(batch: dict) -> dict:

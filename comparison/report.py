@@ -140,7 +140,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 def write_report(out: Path, pairs, command: str) -> list[Path]:
     """Write comparison.md, comparison.csv and comparison.png into ``out``; returns their paths."""
-    from training.compare_figure import draw_heatmap
+    from comparison.figure import draw_heatmap
 
     rows = [summarize(pair) for pair in pairs]
     mark_best(rows)

@@ -7,7 +7,7 @@ Each (modality, objective, seed) cell is one ordinary run, ``python run.py --mod
 cell cannot stop the others; its output goes to ``OUT/M-O-seedS/log.txt``. A cell whose
 ``results.json`` exists is skipped, a cell with a checkpoint but no results is resumed,
 any other cell is (re)started. Pairs the registry rules out are listed with the missing
-capability. The report (``training/compare_report.py``) is written at the end:
+capability. The report (``comparison/report.py``) is written at the end:
 ``comparison.md``, ``comparison.csv`` and ``comparison.png``. ``tensorboard --logdir OUT``
 shows every cell as a run.
 
@@ -19,7 +19,6 @@ modality, an objective or modality/objective; ``--device``; the cell's seed.
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import shlex
 import subprocess
@@ -32,8 +31,10 @@ import config as config_lib
 import modalities  # noqa: F401  (registers encoders, datasets, views)
 import objectives  # noqa: F401  (registers objectives)
 import registry
-from errors import UserError
-from training.build import missing, resolve_dataset
+from errors import UserError, report
+from training.build import resolve_dataset
+from training.compatibility import missing_capabilities
+from training.run_dir import read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGETS = config_lib.CONFIG_DIR / "compare.yaml"
@@ -174,9 +175,7 @@ def plan(args) -> list[Pair]:
         UserError: an unknown name, scope or key, or a stale cell folder.
     """
     for modality in args.modalities:
-        if modality not in registry.modalities():
-            raise UserError(f"unknown modality '{modality}'{registry.closest(modality, registry.modalities())}; "
-                            f"modalities: {', '.join(registry.modalities())}")
+        registry.check_modality(modality)
     for objective in args.objectives:
         registry.get("objective", objective)
     scopes = {*args.modalities, *args.objectives, *(f"{m}/{o}" for m in args.modalities for o in args.objectives)}
@@ -194,7 +193,7 @@ def plan(args) -> list[Pair]:
             overrides = [*(x for s in order for x in budgets.get(s, [])), *scoped.get("", []),
                          *(x for s in order for x in scoped.get(s, [])), *device]
             cfg = cell_config(m, o, overrides)
-            lacking = missing(cfg)
+            lacking = missing_capabilities(cfg)
             pair = Pair(m, o, impossible=f"needs {', '.join(lacking)}" if lacking else "")
             pairs.append(pair)
             if lacking:
@@ -204,11 +203,6 @@ def plan(args) -> list[Pair]:
                 check_not_stale(cell, {**cfg, "seed": seed})
                 pair.cells.append(cell)
     return pairs
-
-
-def read_results(run_dir: Path) -> dict | None:
-    path = run_dir / "results.json"
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def failure_reason(log: Path, returncode: int) -> str:
@@ -255,9 +249,8 @@ def main(argv) -> int:
     try:
         pairs = plan(args)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    from training.compare_report import write_report
+        return report(err)
+    from comparison.report import write_report
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

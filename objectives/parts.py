@@ -1,5 +1,6 @@
-"""Pieces shared by the objective modules: projection MLPs, encoding of views,
-and the similarity statistics they log."""
+"""Pieces the objective modules share: feeding a batch to an encoder (``encode_batch``,
+``encode_views``: padding masks are never forgotten), projection MLPs (``mlp``) and the
+similarity statistics they log (``pair_stats``)."""
 from __future__ import annotations
 
 import torch
@@ -7,7 +8,15 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from objectives.inputs import encode
+
+
+def encode_batch(encoder, batch: dict, x: torch.Tensor | None = None) -> dict:
+    """``encoder(x)`` where x defaults to ``batch["x"]``, with ``mask=batch["mask"]``
+    (B, T) when the batch has one (series of unequal length)."""
+    x = batch["x"] if x is None else x
+    if "mask" in batch:
+        return encoder(x, mask=batch["mask"])
+    return encoder(x)
 
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int, n_layers: int = 2, batch_norm: bool = False,
@@ -49,7 +58,7 @@ def encode_views(encoder: nn.Module, batch: dict) -> torch.Tensor:
     n_views = views.shape[1]
     flat = rearrange(views, "b v ... -> (b v) ...")
     masks = {"mask": batch["mask"].repeat_interleave(n_views, dim=0)} if "mask" in batch else {}
-    embedding = encode(encoder, masks, x=flat)["embedding"]
+    embedding = encode_batch(encoder, masks, x=flat)["embedding"]
     return rearrange(embedding, "(b v) d -> b v d", v=n_views)
 
 

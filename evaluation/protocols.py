@@ -10,7 +10,7 @@ Protocols (all fixed in advance; nothing is chosen by looking at the reported sp
   by ``seed``), report accuracy once on the reported split.
 - ``svm_acc``, ``svm_c``: RBF-kernel SVM on standardized embeddings, C from ``eval.svm_c_grid``
   by ``eval.svm_folds``-fold stratified cross-validation on train (shuffled with ``seed``),
-  refit on train, scored once (``training.svm``; T-Loss and TS2Vec's protocol); ``svm_c`` is the
+  refit on train, scored once (``evaluation.svm``; T-Loss and TS2Vec's protocol); ``svm_c`` is the
   chosen C. Left out when train has one class.
 - ``knn_acc``: weighted kNN (``metrics.knn_predict``), train split as the bank,
   the reported split as queries, k = ``eval.knn_k``, votes exp(cos / ``eval.knn_temperature``).
@@ -30,29 +30,17 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from errors import UserError
-from objectives.inputs import encode
+from evaluation import metrics, svm, tensorboard_extras
+from evaluation.linear_probe import linear_probe
 from objectives.paired import PairedObjective
-from training import eval_logging, metrics, svm
+from objectives.parts import encode_batch
+from training.build import build_model
 from training.data import eval_loader, to_device
-
-
-class _Computed(nn.Module):
-    """A stand-in x encoder returning an embedding already computed for this batch, so that
-    ``objective.embed_x`` maps it into the joint space without running the encoder twice."""
-
-    def __init__(self, embedding: torch.Tensor):
-        super().__init__()
-        self.embedding = embedding
-
-    def forward(self, x, mask=None) -> dict:
-        return {"embedding": self.embedding}
 
 
 def is_paired(encoders, objective) -> bool:
@@ -75,7 +63,7 @@ def frozen(*modules):
 
 
 @torch.no_grad()
-def embed(encoder, dataset, batch_size: int, device, objective=None, text_encoder=None) -> dict:
+def embed(encoder, dataset, batch_size: int, device, objective=None) -> dict:
     """One in-order pass over a split with ``encoder`` (call it inside ``frozen``).
 
     Returns:
@@ -85,11 +73,11 @@ def embed(encoder, dataset, batch_size: int, device, objective=None, text_encode
     out: dict[str, list] = {"embedding": [], "label": [], "joint": []}
     for batch in eval_loader(dataset, batch_size):
         batch = to_device(batch, device)
-        embedding = encode(encoder, batch)["embedding"]
+        embedding = encode_batch(encoder, batch)["embedding"]
         out["embedding"].append(embedding.float().cpu())
         out["label"].append(batch["label"].cpu())
         if objective is not None:
-            joint = objective.embed_x({"x": _Computed(embedding), "text": text_encoder}, batch)
+            joint = objective.project_x(embedding)
             out["joint"].append(joint.float().cpu())
     return {k: torch.cat(v) for k, v in out.items() if v}
 
@@ -99,41 +87,6 @@ def embed_texts(objective, encoders, texts: list[str], batch_size: int) -> torch
     """Joint-space embeddings (M, P) float32 CPU of M strings (``objective.embed_text``; inside ``frozen``)."""
     return torch.cat([objective.embed_text(encoders, texts[i:i + batch_size]).float().cpu()
                       for i in range(0, len(texts), batch_size)])
-
-
-class LinearProbe(NamedTuple):
-    """A fitted probe: standardization (train mean, std: (D,)) and logistic regression (weight (D, C), bias (C,))."""
-    mean: torch.Tensor
-    std: torch.Tensor
-    weight: torch.Tensor
-    bias: torch.Tensor
-
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return (((x - self.mean) / self.std) @ self.weight + self.bias).argmax(1)
-
-
-def fit_linear_probe(train_x, train_y, n_classes: int, epochs: int = 100, lr: float = 0.01,
-                     weight_decay: float = 1e-4, seed: int = 0) -> LinearProbe:
-    """Logistic regression on (train_x (N, D), train_y (N,) long in [0, n_classes)) only."""
-    mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
-    x = (train_x - mean) / std
-    generator = torch.Generator().manual_seed(seed)
-    weight = (torch.randn(x.shape[1], n_classes, generator=generator) * 0.01).requires_grad_()
-    bias = torch.zeros(n_classes, requires_grad=True)
-    optimizer = torch.optim.AdamW([weight, bias], lr=lr, weight_decay=weight_decay)
-    with torch.enable_grad():
-        for _ in range(epochs):
-            optimizer.zero_grad()
-            F.cross_entropy(x @ weight + bias, train_y).backward()
-            optimizer.step()
-    return LinearProbe(mean, std, weight.detach(), bias.detach())
-
-
-def linear_probe(train_x, train_y, test_x, test_y, n_classes: int, epochs: int = 100, lr: float = 0.01,
-                 weight_decay: float = 1e-4, seed: int = 0) -> tuple[float, LinearProbe]:
-    """(test accuracy in [0, 1], the probe) of ``fit_linear_probe`` on train, scored once on test."""
-    probe = fit_linear_probe(train_x, train_y, n_classes, epochs, lr, weight_decay, seed)
-    return (probe.predict(test_x) == test_y).float().mean().item(), probe
 
 
 def prompts(classes, template: str) -> list[str]:
@@ -178,9 +131,8 @@ def _evaluate_model(encoders, objective, datasets: dict, cfg: dict, device, anno
     ev = cfg["eval"]
     train_set, report_set = datasets["train"], datasets[ev["split"]]
     paired = objective if is_paired(encoders, objective) else None
-    text_encoder = encoders["text"] if paired is not None else None
     train = embed(encoders["x"], train_set, ev["batch_size"], device)
-    reported = embed(encoders["x"], report_set, ev["batch_size"], device, paired, text_encoder)
+    reported = embed(encoders["x"], report_set, ev["batch_size"], device, paired)
     n_classes = max(len(train_set.classes), int(train["label"].max()) + 1)
 
     acc, _ = linear_probe(train["embedding"], train["label"], reported["embedding"], reported["label"],
@@ -208,9 +160,6 @@ def _evaluate_model(encoders, objective, datasets: dict, cfg: dict, device, anno
 def floor_model(cfg: dict, datasets: dict, floor_encoder, device) -> nn.ModuleDict:
     """The random-init model the run started from: ``floor_encoder`` as x and, for paired
     objectives, the text encoder and heads ``build_model`` makes from the same seed."""
-    # Imported here: training.experiment imports this module.
-    from training.experiment import build_model
-
     model = build_model(cfg, datasets["train"]).to(device)
     model["encoders"]["x"] = floor_encoder
     return model
@@ -239,12 +188,12 @@ def evaluate_run(cfg: dict, model, floor_encoder, datasets: dict, device, writer
                                            announce=False)
     else:
         floor, floor_test = evaluate_model({"x": floor_encoder}, None, datasets, cfg, device, announce=False)
-    trained, floor = defined(trained), defined(floor)
-    eval_logging.log_all(writer, cfg, step, datasets[split], trained, floor, trained_test, floor_test)
+    trained, floor = without_undefined(trained), without_undefined(floor)
+    tensorboard_extras.log_all(writer, cfg, step, datasets[split], trained, floor, trained_test, floor_test)
     return {"metrics": trained, "floor": floor, "eval_split": split, "eval_time_s": round(time.time() - began, 2)}
 
 
-def defined(values: dict) -> dict:
+def without_undefined(values: dict) -> dict:
     """``values`` without NaN entries: a metric undefined on this data (alignment when no class has
     two reported samples, the SVM when train has one class) is left out of results.json, never
     written as NaN (which is not JSON)."""

@@ -1,0 +1,68 @@
+"""What a run directory holds, written and read in one place.
+
+Layout::
+
+    config.yaml            the merged config (what --resume and run.py eval read back)
+    tokenizer.json         the word tokenizer of a paired objective's text encoder
+    events.out.tfevents.*  TensorBoard scalars and the config text
+    checkpoints/last.pt    model, optimizer, scheduler, step, RNG state (training/checkpoint.py)
+    results.json           the run's identity, training figures and held-out evaluation
+                           (see "results.json" in the README)
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from torch.utils.tensorboard import SummaryWriter
+
+import config as config_lib
+from errors import UserError
+from training.budget import epochs_done
+
+CONFIG, RESULTS, CHECKPOINT = "config.yaml", "results.json", Path("checkpoints") / "last.pt"
+
+
+def open_run_dir(cfg: dict, model, run_dir: Path, start_step: int) -> SummaryWriter:
+    """Write config.yaml (and tokenizer.json) into ``run_dir``; the TensorBoard writer."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CONFIG).write_text(config_lib.dump(cfg))
+    if "text" in model["encoders"] and hasattr(model["encoders"]["text"], "tokenizer"):
+        model["encoders"]["text"].tokenizer.save(run_dir / "tokenizer.json")
+    # purge_step hides events a crashed session logged after its last checkpoint.
+    writer = SummaryWriter(str(run_dir), purge_step=start_step + 1 if start_step else None)
+    if not start_step:
+        writer.add_text("config", "    " + config_lib.dump(cfg).replace("\n", "\n    "), 0)
+    return writer
+
+
+def load_trained_run_config(run_dir: Path, overrides=()) -> dict:
+    """The config of a run that has a checkpoint (``config.load_run_config`` of its config.yaml).
+
+    Raises:
+        UserError: RUN_DIR has no config.yaml or no checkpoint; what ``load_run_config`` raises.
+    """
+    if not (run_dir / CONFIG).is_file() or not (run_dir / CHECKPOINT).is_file():
+        raise UserError(f"'{run_dir}' is not a run directory (it needs {CONFIG} and {CHECKPOINT}, "
+                        f"as run.py writes them under runs/<modality>-<objective>-<time>)")
+    return config_lib.load_run_config(run_dir / CONFIG, overrides)
+
+
+def identity(cfg: dict, datasets: dict, steps: int, world: int = 1) -> dict:
+    """The fields of results.json that say which run this is and what it trained on."""
+    train = datasets["train"]
+    return {"modality": cfg["modality"], "objective": cfg["objective"]["name"], "encoder": cfg["model"]["encoder"],
+            "dataset": cfg["data"]["name"], "seed": cfg["seed"], "steps": steps,
+            "epochs": round(epochs_done(cfg["train"], steps, len(train), world), 3),
+            "batch_size": cfg["train"]["batch_size"], "train_items": len(train),
+            "chance_acc": 1.0 / len(train.classes)}
+
+
+def read_results(run_dir: Path) -> dict | None:
+    """RUN_DIR/results.json, or None when the run has not written it."""
+    path = run_dir / RESULTS
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def write_results(run_dir: Path, results: dict) -> None:
+    (run_dir / RESULTS).write_text(json.dumps(results, indent=2) + "\n")
