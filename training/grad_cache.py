@@ -84,11 +84,12 @@ def _set_rng_state(state: tuple, device: torch.device) -> None:
         torch.cuda.set_rng_state(state[1], device)
 
 
-def _same(loss):
+def unscaled(loss):
+    """The default ``scale_loss``: the loss as it is."""
     return loss
 
 
-def cached_backward(objective, encoders: dict, batch: dict, chunk: int, scale_loss=_same,
+def cached_backward(objective, encoders: dict, batch: dict, chunk: int, scale_loss=unscaled,
                     context=contextlib.nullcontext) -> dict:
     """Accumulate d(scale * loss)/d params into ``.grad`` with the gradient cache (steps 1-3 above).
 
@@ -126,7 +127,7 @@ def cached_backward(objective, encoders: dict, batch: dict, chunk: int, scale_lo
     return {**out, "loss": out["loss"].detach()}
 
 
-def backward(objective, encoders: dict, batch: dict, chunk: int = 0, scale_loss=_same,
+def backward(objective, encoders: dict, batch: dict, chunk: int = 0, scale_loss=unscaled,
              context=contextlib.nullcontext) -> dict:
     """One batch's forward and backward: ``objective(encoders, batch)`` then ``backward``
     when ``chunk`` is 0 (or covers the batch), else ``cached_backward``. Gradients

@@ -67,6 +67,41 @@ class _Lung:
         return self.cx + rng.uniform(-half, half) * 0.8, y, rng.uniform(-z_span, z_span)
 
 
+def _scattered(rng, multiple: bool, lung, zone: int, dist, add, soft: float, z_span: float):
+    """Several small blobs: multiple nodules anywhere in the lung, or a calcification cluster
+    within ~15 mm of an anchor. Returns (image, count, size_mm, zone, intensity, centres)."""
+    mm = 2.0 / FOV_MM
+    count = int(rng.integers(3, 8)) if multiple else int(rng.integers(1, 4))
+    intensity = rng.uniform(0.18, 0.3) if multiple else rng.uniform(0.5, 0.8)
+    anchor = lung.point(rng, zone, 0.05, z_span)
+    sizes = rng.uniform(8, 12, count) if multiple else rng.uniform(5, 8, count)
+    centres = []
+    for s in sizes:
+        if multiple:  # anywhere in the lung, either zone
+            c = lung.point(rng, int(rng.integers(2)), 0.05, z_span)
+        else:  # a cluster within ~15 mm of the anchor
+            c = tuple(np.asarray(anchor) + rng.uniform(-15, 15, 3) * mm * np.array([1, 1, z_span > 0]))
+        centres.append(c)
+        add = np.maximum(add, intensity * _inside(dist(c), s * mm / 2, soft))
+    if multiple:
+        zone = int(np.mean([c[1] for c in centres]) > lung.cy)
+    return add, count, float(sizes.max()), zone, intensity, centres
+
+
+def _linear_opacity(rng, lung, zone: int, grid, soft: float, z_span: float):
+    """A thin line segment inside the lung. Returns (image term, size_mm, intensity, centre)."""
+    z, y, x = grid
+    mm = 2.0 / FOV_MM
+    size = rng.uniform(40, 80)
+    c = lung.point(rng, zone, 0.1, z_span)
+    angle = rng.uniform(-0.6, 0.6)
+    direction = np.array([np.cos(angle), np.sin(angle)])
+    along = np.clip((x - c[0]) * direction[0] + (y - c[1]) * direction[1], -size * mm / 2, size * mm / 2)
+    d = np.sqrt((x - c[0] - along * direction[0]) ** 2 + (y - c[1] - along * direction[1]) ** 2 + (z - c[2]) ** 2)
+    intensity = rng.uniform(0.2, 0.35)
+    return intensity * _inside(d, rng.uniform(2.5, 4.0) * mm, soft) * lung.mask(z, y, x, soft), size, intensity, c
+
+
 def _finding(rng, label: int, lungs, grid, soft: float, z_span: float):
     """The added image of one finding and its attributes (count, size_mm, side, zone, x, y, z, intensity)."""
     z, y, x = grid
@@ -95,31 +130,11 @@ def _finding(rng, label: int, lungs, grid, soft: float, z_span: float):
         add += intensity * shape
         count, centres = 1, [c]
     elif name in ("multiple nodules", "calcification"):
-        multiple = name == "multiple nodules"
-        count = int(rng.integers(3, 8)) if multiple else int(rng.integers(1, 4))
-        intensity = rng.uniform(0.18, 0.3) if multiple else rng.uniform(0.5, 0.8)
-        anchor = lung.point(rng, zone, 0.05, z_span)
-        sizes = rng.uniform(8, 12, count) if multiple else rng.uniform(5, 8, count)
-        centres = []
-        for s in sizes:
-            if multiple:  # anywhere in the lung, either zone
-                c = lung.point(rng, int(rng.integers(2)), 0.05, z_span)
-            else:  # a cluster within ~15 mm of the anchor
-                c = tuple(np.asarray(anchor) + rng.uniform(-15, 15, 3) * mm * np.array([1, 1, z_span > 0]))
-            centres.append(c)
-            add = np.maximum(add, intensity * _inside(dist(c), s * mm / 2, soft))
-        size = float(sizes.max())
-        if multiple:
-            zone = int(np.mean([c[1] for c in centres]) > lung.cy)
+        add, count, size, zone, intensity, centres = _scattered(rng, name == "multiple nodules", lung, zone, dist,
+                                                                add, soft, z_span)
     elif name == "linear opacity":
-        size = rng.uniform(40, 80)
-        c = lung.point(rng, zone, 0.1, z_span)
-        angle = rng.uniform(-0.6, 0.6)
-        direction = np.array([np.cos(angle), np.sin(angle)])
-        along = np.clip((x - c[0]) * direction[0] + (y - c[1]) * direction[1], -size * mm / 2, size * mm / 2)
-        d = np.sqrt((x - c[0] - along * direction[0]) ** 2 + (y - c[1] - along * direction[1]) ** 2 + (z - c[2]) ** 2)
-        intensity = rng.uniform(0.2, 0.35)
-        add += intensity * _inside(d, rng.uniform(2.5, 4.0) * mm, soft) * lung.mask(z, y, x, soft)
+        term, size, intensity, c = _linear_opacity(rng, lung, zone, grid, soft, z_span)
+        add += term
         count, centres = 1, [c]
     else:  # effusion: fluid up to a meniscus that climbs toward the lateral wall
         size = rng.uniform(25, 70)
