@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from evaluation.protocols import check_protocol, evaluate_run
-from process_group import is_main, world_size
+from core.process_group import is_main, world_size
 from training import checkpoint
 from training import distributed as dist
 from training.build import build_training, initial_encoder, pick_device

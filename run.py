@@ -19,11 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-import config as config_lib
+from core import config as config_lib
 import modalities  # noqa: F401  (registers encoders, datasets, views)
 import objectives  # noqa: F401  (registers objectives)
-import registry
-from errors import UserError, report
+from core import registry
+from core.errors import UserError, report
 from training.build import resolve_dataset
 from training.compatibility import capability_matrix, check_pair
 

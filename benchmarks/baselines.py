@@ -42,10 +42,10 @@ def load_splits(modality: str, path, split: str = "test", seed: int = 0) -> tupl
     Raises:
         errors.UserError: no loader recognizes the path, or the loader rejects the data.
     """
-    import config
+    from core import config
     import modalities  # noqa: F401  (registers the datasets)
     import objectives  # noqa: F401
-    import registry
+    from core import registry
     from training.build import resolve_dataset
 
     cfg = config.load_config(modality, "ce", None, [f"data.path={str(path)!r}", f"seed={seed}"])

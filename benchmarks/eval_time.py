@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import config as config_lib
+from core import config as config_lib
 import modalities  # noqa: F401
 import objectives  # noqa: F401
 from evaluation import protocols, tensorboard_extras

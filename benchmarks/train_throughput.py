@@ -61,7 +61,7 @@ PAIRS = ["audio/cpc", "medical/supcon", "sequence/cpc"]
 
 
 def setup(modality: str, objective: str, device_name: str, overrides=()):
-    import config as config_lib
+    from core import config as config_lib
     import modalities  # noqa: F401
     import objectives  # noqa: F401
     from training.build import build_training, pick_device

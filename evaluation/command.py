@@ -15,7 +15,7 @@ from pathlib import Path
 
 import modalities  # noqa: F401  (registers encoders, datasets, views)
 import objectives  # noqa: F401  (registers objectives)
-from errors import UserError, report
+from core.errors import UserError, report
 from training.run_dir import load_trained_run_config
 
 

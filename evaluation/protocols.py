@@ -34,7 +34,7 @@ import time
 import torch
 from torch import nn
 
-from errors import UserError
+from core.errors import UserError
 from evaluation import metrics, svm, tensorboard_extras
 from evaluation.linear_probe import linear_probe
 from objectives.paired import PairedObjective

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from errors import UserError
-from notes import say_once
+from core.errors import UserError
+from core.notes import say_once
 
 SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val", "test": "test"}
 GROUP_COLUMNS = ("speaker", "group")

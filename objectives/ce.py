@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from objectives.parts import encode_batch
-from registry import register
+from core.registry import register
 
 
 @register("objective", "ce", needs=("label", "embedding"))

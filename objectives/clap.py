@@ -9,7 +9,7 @@ from torch import nn
 from objectives.functional import clip_loss
 from objectives.parts import mlp, pair_stats
 from objectives.paired import PairedObjective
-from registry import register
+from core.registry import register
 
 
 @register("objective", "clap", needs=("text", "embedding"))

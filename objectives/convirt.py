@@ -4,7 +4,7 @@ from __future__ import annotations
 from objectives.functional import convirt_loss
 from objectives.parts import mlp, pair_stats
 from objectives.paired import PairedObjective
-from registry import register
+from core.registry import register
 
 
 @register("objective", "convirt", needs=("text", "embedding"))

@@ -5,10 +5,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from errors import UserError
+from core.errors import UserError
 from objectives.functional import cpc_infonce
 from objectives.parts import encode_batch
-from registry import register
+from core.registry import register
 
 
 def steps_mask(mask: torch.Tensor | None, steps: int) -> torch.Tensor | None:

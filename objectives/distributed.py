@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from process_group import is_distributed
+from core.process_group import is_distributed
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ from einops import rearrange
 
 from objectives.distributed import gather_no_grad, gather_with_grad
 from objectives.tiled import diagonal_cross_entropy, supcon_rows, use_tiled
-from process_group import rank, world_size
+from core.process_group import rank, world_size
 
 
 def cpc_infonce(context: torch.Tensor, latents: torch.Tensor, weights: torch.Tensor,

@@ -9,7 +9,7 @@ from torch import nn
 
 from objectives.distributed import gather_no_grad
 from objectives.parts import encode_batch, mlp, pair_stats
-from registry import register
+from core.registry import register
 
 NO_LABEL = -1  # label of queue slots not filled yet, and of keys from unlabelled batches
 

@@ -9,7 +9,7 @@ from torch import nn
 from objectives.functional import siglip_loss
 from objectives.parts import mlp, pair_stats
 from objectives.paired import PairedObjective
-from registry import register
+from core.registry import register
 
 PROJECTIONS = {"linear": 1, "mlp": 2}
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from objectives.supcon import SupCon
-from registry import register
+from core.registry import register
 
 
 @register("objective", "simclr", needs=("views", "embedding"))

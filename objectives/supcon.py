@@ -6,7 +6,7 @@ from torch import nn
 
 from objectives.functional import supcon_loss
 from objectives.parts import encode_views, mlp, pair_stats
-from registry import register
+from core.registry import register
 
 
 @register("objective", "supcon", needs=("views", "label", "embedding"))

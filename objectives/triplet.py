@@ -7,7 +7,7 @@ from torch import nn
 
 from objectives.functional import triplet_loss
 from objectives.parts import encode_batch, mlp
-from registry import register
+from core.registry import register
 
 MINING = ("batch_hard", "random")
 

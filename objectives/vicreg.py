@@ -5,7 +5,7 @@ from torch import nn
 
 from objectives.functional import vicreg_loss
 from objectives.parts import encode_views, mlp, pair_stats
-from registry import register
+from core.registry import register
 
 
 @register("objective", "vicreg", needs=("views", "embedding"))

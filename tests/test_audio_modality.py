@@ -11,9 +11,9 @@ import soundfile as sf
 import torch
 import yaml
 
-import registry
+from core import registry
 import modalities.audio  # noqa: F401  (registers)
-from errors import UserError
+from core.errors import UserError
 from modalities.audio.loaders import AudioFileError, detect_format
 from modalities.audio.views import AudioViews
 

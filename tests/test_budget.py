@@ -1,13 +1,13 @@
-"""train.steps or train.epochs, and a batch fitted to a small train split (training/budget.py, config.py)."""
+"""train.steps or train.epochs, and a batch fitted to a small train split (training/budget.py, core/config.py)."""
 import json
 import math
 
 import pytest
 import yaml
 
-import config as config_lib
+from core import config as config_lib
 from conftest import TINY, run_cli
-from errors import UserError
+from core.errors import UserError
 from training.budget import epochs_done, fit_budget
 
 

@@ -10,7 +10,7 @@ from conftest import TINY, run_cli
 from PIL import Image
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
-from errors import UserError
+from core.errors import UserError
 
 COMMON = ["train.steps=2", "train.batch_size=8", "train.val_every=2", "train.val_batches=1",
           "train.progress=false", "eval.probe_epochs=5", "optim.warmup_steps=1"]
@@ -144,10 +144,10 @@ def test_scope_split_leaves_colons_in_values_alone():
 
 
 def test_default_budgets_are_valid_config_keys_of_their_pairs():
-    import config as config_lib
+    from core import config as config_lib
     import modalities  # noqa: F401
     import objectives  # noqa: F401
-    import registry
+    from core import registry
     from comparison.command import BUDGETS, cell_config, load_budgets
 
     names = {"modality": registry.modalities(), "objective": registry.names("objective")}

@@ -1,7 +1,7 @@
 """Config layers, overrides and their errors."""
 import pytest
 
-from config import ConfigError, apply, load_config, parse_override
+from core.config import ConfigError, apply, load_config, parse_override
 
 
 def test_layers_merge_in_order_and_overrides_win(tmp_path):

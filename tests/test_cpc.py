@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from modalities.audio.encoders import CPCWaveEncoder
-from errors import UserError
+from core.errors import UserError
 from objectives.cpc import CPC
 from objectives.functional import cpc_infonce
 

@@ -131,7 +131,7 @@ def test_projector_of_2d_images_carries_thumbnails(tmp_path):
     from torch.utils.tensorboard import SummaryWriter
 
     import modalities  # noqa: F401  (registers datasets)
-    import registry
+    from core import registry
     from evaluation.tensorboard_extras import THUMBNAIL, log_projector, thumbnails
 
     images = registry.build("dataset", "medical_builtin", split="test", seed=0, test_per_class=1)

@@ -14,10 +14,10 @@ import pytest
 import torch
 from conftest import TINY, run_cli
 
-import config as config_lib
+from core import config as config_lib
 import modalities  # noqa: F401  (registers encoders, datasets, views)
 import objectives  # noqa: F401  (registers objectives)
-from errors import UserError
+from core.errors import UserError
 from training import grad_cache
 from training.build import (
     build_datasets,

@@ -4,10 +4,10 @@ import pytest
 import torch
 from conftest import TINY
 
-import config as config_lib
+from core import config as config_lib
 import modalities  # noqa: F401
 import objectives  # noqa: F401
-import registry
+from core import registry
 from training.build import build_datasets, build_model, build_views
 from training.compatibility import missing_capabilities
 from training.data import train_batches

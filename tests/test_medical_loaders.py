@@ -12,7 +12,7 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-import registry
+from core import registry
 import modalities.medical  # noqa: F401  (registers)
 from modalities.medical.loaders import MedicalFileError, detect_format
 

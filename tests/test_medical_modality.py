@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-import registry
+from core import registry
 import modalities.medical  # noqa: F401  (registers)
 from modalities.medical import datasets, synthetic
 from modalities.medical.views import MedicalViews

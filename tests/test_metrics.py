@@ -137,7 +137,7 @@ def test_zero_shot_picks_the_class_prompt_of_highest_cosine():
     np.testing.assert_array_equal(metrics.zero_shot_predict(items, class_texts).numpy(), want)
     assert prompts(["dog_bark", "no finding"], "a recording of {}") == ["a recording of dog bark",
                                                                           "a recording of no finding"]
-    from errors import UserError
+    from core.errors import UserError
     with pytest.raises(UserError, match="zero_shot_template"):
         prompts(["a"], "no placeholder")
 
@@ -206,12 +206,12 @@ def test_the_probe_never_sees_test_data():
 
 
 def test_eval_split_val_reports_every_protocol_on_val_and_never_reads_test():
-    import config as config_lib
+    from core import config as config_lib
     import modalities  # noqa: F401  (registers datasets, encoders)
     import objectives  # noqa: F401
     from conftest import TINY
 
-    from errors import UserError
+    from core.errors import UserError
     from evaluation import svm
     from training.build import build_datasets, build_encoder
     from evaluation.protocols import check_protocol, embed, evaluate_model, evaluate_run, frozen

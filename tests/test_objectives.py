@@ -19,7 +19,7 @@ import yaml
 from torch import nn
 
 import objectives  # noqa: F401  (registers every objective)
-import registry
+from core import registry
 from objectives.functional import clip_loss, convirt_loss, siglip_loss
 from objectives.parts import encode_views
 from objectives.triplet import mine_triplets

@@ -8,10 +8,10 @@ import torch
 from conftest import TINY, run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import config as config_lib
+from core import config as config_lib
 import modalities  # noqa: F401  (registers encoders, datasets, views)
 import objectives  # noqa: F401  (registers objectives)
-from errors import UserError
+from core.errors import UserError
 from experiment import run_experiment
 from training.precision import autocast_dtype, use_channels_last
 

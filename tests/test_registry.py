@@ -4,8 +4,8 @@ import torch
 
 import modalities  # noqa: F401
 import objectives  # noqa: F401
-import registry
-from registry import RegistryError
+from core import registry
+from core.registry import RegistryError
 
 
 def test_duplicate_name_is_refused_and_names_the_first_owner():

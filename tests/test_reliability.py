@@ -20,10 +20,10 @@ from conftest import TINY_AUDIO, run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
-import config as config_lib
+from core import config as config_lib
 import modalities  # noqa: F401  (registers encoders, datasets, views)
 import objectives  # noqa: F401  (registers objectives)
-import registry
+from core import registry
 from objectives.parts import encode_batch
 from training import checkpoint
 from training.data import train_batches

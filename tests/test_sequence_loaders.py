@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import registry
+from core import registry
 import modalities.sequence  # noqa: F401  (registers)
 from modalities.sequence.loaders import SequenceFileError
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-import registry
+from core import registry
 import modalities.sequence  # noqa: F401  (registers)
 from modalities.sequence.views import SequenceViews
 

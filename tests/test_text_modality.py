@@ -7,12 +7,12 @@ import io
 import pytest
 import torch
 
-import registry
+from core import registry
 import modalities.text  # noqa: F401  (registers)
-from errors import UserError
+from core.errors import UserError
 from modalities.text import Tokenizer, build_text_encoder
 from modalities.text.tokenizer import CLS, PAD, SEP, UNK, TokenizerError, words
-from registry import RegistryError
+from core.registry import RegistryError
 
 CAPTIONS = ["A dog barks twice.", "A cat meows; the dog barks!", "Rain on a tin roof.", "The dog sleeps."]
 

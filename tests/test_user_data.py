@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 import modalities  # noqa: F401  (registers the loaders)
-import registry
-from errors import UserError
+from core import registry
+from core.errors import UserError
 from modalities.user_data import assign_splits, canonical_label, label_map
 
 SPLITS = ("train", "val", "test")
@@ -240,7 +240,7 @@ def test_spatial_dims_auto_follows_the_files(tmp_path, capfd):
 
 @pytest.mark.parametrize("loader", EVERY_LOADER)
 def test_a_set_smaller_than_one_batch_trains_as_one_batch(tmp_path, loader):
-    import config as config_lib
+    from core import config as config_lib
     from training.build import resolve_dataset
     from training.build import build_training
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import math
 
-from errors import UserError
-from notes import say_once
+from core.errors import UserError
+from core.notes import say_once
 
 
 def fit_budget(train_config: dict, n_train: int, world_size: int = 1) -> None:

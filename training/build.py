@@ -15,9 +15,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-import registry
-from errors import UserError
-from process_group import world_size
+from core import registry
+from core.errors import UserError
+from core.process_group import world_size
 from training import distributed, grad_cache
 from training.budget import fit_budget
 from training.host_memory import keep_freed_host_memory

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from errors import UserError
+from core.errors import UserError
 
 
 class CheckpointError(UserError, RuntimeError):

@@ -7,9 +7,9 @@ offer. ``check_pair`` compares the two before anything is built, and
 """
 from __future__ import annotations
 
-import config as config_lib
-import registry
-from errors import UserError
+from core import config as config_lib
+from core import registry
+from core.errors import UserError
 
 
 class IncompatibleError(UserError, ValueError):

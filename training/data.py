@@ -15,7 +15,7 @@ import signal
 import torch
 from torch.utils.data import DataLoader
 
-from errors import UserError
+from core.errors import UserError
 
 
 def steps_per_epoch(n_items: int, batch_size: int, world_size: int = 1) -> int:

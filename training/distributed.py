@@ -33,7 +33,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from process_group import is_distributed, launched_by_torchrun, world_size
+from core.process_group import is_distributed, launched_by_torchrun, world_size
 
 
 def setup(device: torch.device) -> torch.device:

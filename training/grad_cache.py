@@ -38,8 +38,8 @@ import contextlib
 
 import torch
 
-import registry
-from errors import UserError
+from core import registry
+from core.errors import UserError
 
 
 def supported() -> list[str]:

@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from process_group import is_main, rank, world_size
+from core.process_group import is_main, rank, world_size
 from training import checkpoint, grad_cache
 from training.budget import epochs_done
 from training.data import to_device, train_batches, val_loader

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-from errors import UserError
+from core.errors import UserError
 
 
 class NonFiniteError(UserError, FloatingPointError):

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 
-import config as config_lib
-from errors import UserError
+from core import config as config_lib
+from core.errors import UserError
 from training.budget import epochs_done
 
 CONFIG, RESULTS, CHECKPOINT = "config.yaml", "results.json", Path("checkpoints") / "last.pt"

@@ -23,7 +23,7 @@ import threading
 import torch
 import torch.distributed as dist
 
-from process_group import is_distributed
+from core.process_group import is_distributed
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

@@ -5,7 +5,7 @@ import torch
 from torch.utils.data import Dataset
 
 from modalities.audio import synthetic
-from registry import register
+from core.registry import register
 
 
 @register("dataset", "audio_builtin", modality="audio", provides=("x", "label", "text"))

@@ -6,7 +6,7 @@ from einops import rearrange
 from torch import nn
 
 from modalities.layers import ChannelNorm
-from registry import register
+from core.registry import register
 
 
 @register("encoder", "cpc_wave", modality="audio", outputs=("embedding", "sequence", "context"))

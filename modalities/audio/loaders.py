@@ -39,7 +39,7 @@ from modalities.user_data import (
     assign_splits,
     read_csv,
 )
-from registry import register
+from core.registry import register
 
 SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 SPLITS = ("train", "val", "test")

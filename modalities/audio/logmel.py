@@ -6,7 +6,7 @@ import torchaudio
 from einops import rearrange, reduce
 from torch import nn
 
-from registry import register
+from core.registry import register
 
 
 class ConvBlock(nn.Module):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from registry import register
+from core.registry import register
 
 
 def take(x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:

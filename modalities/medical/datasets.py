@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from modalities.medical import synthetic
-from registry import register
+from core.registry import register
 
 SIDES, ZONES = ("right", "left"), ("upper", "lower")
 PREAMBLES = {2: ("PA chest radiograph.", "Frontal view of the chest.", "Single frontal chest image."),

@@ -41,7 +41,7 @@ from monai.networks.nets import DenseNet121 as MonaiDenseNet121
 from monai.networks.nets import ResNet as MonaiResNet
 from torch import nn
 
-from registry import register
+from core.registry import register
 
 
 def norm_layer(norm: str):

@@ -34,8 +34,8 @@ from monai.transforms import Compose, EnsureTyped, Lambdad, LoadImage, LoadImage
 from torch.utils.data import Dataset
 
 from modalities.user_data import DataError, canonical_label, label_map, manifest_splits, read_csv
-from notes import say_once
-from registry import register
+from core.notes import say_once
+from core.registry import register
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom", ".nii", ".nii.gz")
 SPATIAL_DIMS_KEY = "data.medical_manifest.spatial_dims"

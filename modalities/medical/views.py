@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from registry import register
+from core.registry import register
 
 
 def _matrix(rows) -> torch.Tensor:

@@ -5,7 +5,7 @@ import torch
 from torch.utils.data import Dataset
 
 from modalities.sequence import synthetic
-from registry import register
+from core.registry import register
 
 
 @register("dataset", "sequence_builtin", modality="sequence", provides=("x", "label", "text"))

@@ -16,7 +16,7 @@ from einops import rearrange
 from torch import nn
 
 from modalities.layers import ChannelNorm
-from registry import register
+from core.registry import register
 
 
 def check_mask(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from modalities.user_data import DataError, assign_splits, canonical_label, label_map
-from registry import register
+from core.registry import register
 
 
 class SequenceFileError(DataError):

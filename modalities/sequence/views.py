@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from registry import register
+from core.registry import register
 
 
 def resample(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

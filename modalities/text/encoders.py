@@ -16,10 +16,10 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-import registry
-from errors import UserError
+from core import registry
+from core.errors import UserError
 from modalities.text.tokenizer import Tokenizer
-from registry import register
+from core.registry import register
 
 
 class Block(nn.Module):

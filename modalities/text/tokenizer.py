@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from errors import UserError
+from core.errors import UserError
 
 PAD, UNK, CLS, SEP = 0, 1, 2, 3
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")

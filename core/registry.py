@@ -20,7 +20,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from errors import UserError
+from core.errors import UserError
 
 CAPABILITIES = ("x", "views", "label", "text", "embedding", "sequence", "context")
 KINDS = ("encoder", "dataset", "views", "objective")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from process_group import launch_rank
+from core.process_group import launch_rank
 
 _said: set[str] = set()
 

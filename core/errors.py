@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from process_group import launch_rank
+from core.process_group import launch_rank
 
 EXIT_USER_ERROR = 2
 

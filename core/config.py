@@ -20,10 +20,10 @@ from pathlib import Path
 
 import yaml
 
-from errors import UserError
-from registry import closest
+from core.errors import UserError
+from core.registry import closest
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 class ConfigError(UserError, ValueError):
