@@ -15,7 +15,7 @@ import yaml
 from PIL import Image
 
 from conftest import run_cli
-from test_medical_modality import write_dicom
+from test_medical_loaders import write_dicom
 
 TRAIN = ["train.steps=2", "train.batch_size=4", "train.val_every=0", "train.progress=false", "eval.probe_epochs=5"]
 

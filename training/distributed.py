@@ -67,9 +67,9 @@ def exit_other_rank() -> None:
     interpreter finalizes, that thread cannot take the GIL and the process
     aborts ("terminate called without an active exception", SIGABRT; core dump
     stack: ProcessGroupGloo::runLoop -> ~AsyncAllreduceWork -> decref_pyobject ->
-    take_gil -> pthread_exit). Seen in 3 of 40 two-process runs on a loaded
-    2-core machine, with or without ``train.keep_host_memory``. These ranks
-    have nothing left to write (rank 0 writes the run directory).
+    take_gil -> pthread_exit), now and then (benchmarks/RESULTS.md, "Figures
+    moved out of code comments"). These ranks have nothing left to write
+    (rank 0 writes the run directory).
     """
     sys.stdout.flush()
     sys.stderr.flush()

@@ -5,17 +5,16 @@ glibc gives freed memory back to the OS: chunks above its mmap threshold
 the top of the heap beyond the trim threshold is trimmed. A CPU training
 step's activations (audio CPC at batch 32: 26 MB per layer output for the
 first convolution, its norm and its ReLU, and so on down the encoder) are
-then mapped, page-faulted and zeroed by the kernel again on every step: about
-78 k minor faults (300 MB of fresh pages) per step. Raising the mmap and trim
+then mapped, page-faulted and zeroed by the kernel again on every step.
+Raising the mmap and trim
 thresholds to 1 GiB keeps that memory in the heap, where the next step reuses
 it: what PyTorch's CUDA caching allocator does for GPU memory, and what the
 environment variables ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``
 do when set before the process starts.
 
-Measured on the 2-core CPU machine, ``python run.py`` (audio CPC, 300 steps):
-23.6 M minor page faults and 50 s of system time in 105 s without it; 0.45 M
-faults, 2 s and 72 s with it; peak resident memory 1.28 -> 1.49 GB (the
-process keeps its peak heap). Numbers for other pairs in benchmarks/RESULTS.md.
+The cost is memory: the process keeps its peak heap. Faults, system time, wall
+time and peak memory with and without it: benchmarks/RESULTS.md ("Cause found:
+page faults").
 """
 from __future__ import annotations
 
