@@ -36,9 +36,6 @@ from collections import OrderedDict
 import torch
 import torch.nn.functional as F
 from einops import rearrange, reduce
-from monai.networks.layers.factories import Conv
-from monai.networks.nets import DenseNet121 as MonaiDenseNet121
-from monai.networks.nets import ResNet as MonaiResNet
 from torch import nn
 
 from core.registry import register
@@ -158,6 +155,9 @@ class MedicalEncoder(nn.Module):
 def _resnet(block: str, layers, in_channels: int, spatial_dims: int, width: int, stem_kernel: int,
             stem_stride: int, max_pool: bool, norm: str) -> nn.Module:
     """A MONAI ResNet without its classifier: x -> layer4 output (B, 8 * width * expansion, ...)."""
+    # MONAI is imported where it is used (loaders.py says why).
+    from monai.networks.nets import ResNet as MonaiResNet
+
     if width < 1:
         raise ValueError(f"width must be positive, got {width}")
     net = MonaiResNet(block, list(layers), [width, 2 * width, 4 * width, 8 * width], spatial_dims=spatial_dims,
@@ -238,6 +238,9 @@ class DenseNet121(MedicalEncoder):
     def __init__(self, in_channels: int = 1, spatial_dims: int = 2, init_features: int = 16, growth_rate: int = 8,
                  bn_size: int = 4, stem_stride: int = 1, norm: str = "batch", patch_size: int = 16,
                  patch_stride: int = 8, patch_jitter: float = 0.6, embedding: str = "image"):
+        from monai.networks.layers.factories import Conv
+        from monai.networks.nets import DenseNet121 as MonaiDenseNet121
+
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
         net = MonaiDenseNet121(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=1,

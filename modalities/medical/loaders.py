@@ -26,16 +26,18 @@ import logging
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from monai.data import NibabelReader, PILReader, PydicomReader
-from monai.transforms import Compose, EnsureTyped, Lambdad, LoadImage, LoadImaged, Resized, ScaleIntensityd
 from torch.utils.data import Dataset
 
 from modalities.user_data import DataError, canonical_label, label_map, manifest_splits, read_csv
 from core.notes import say_once
 from core.registry import register
+
+if TYPE_CHECKING:
+    from monai.transforms import Compose
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom", ".nii", ".nii.gz")
 SPATIAL_DIMS_KEY = "data.medical_manifest.spatial_dims"
@@ -94,6 +96,11 @@ def _no_gpu_decoder_notice():
 
 def _image_loader(keys=None):
     """MONAI's LoadImage(d) over the NIfTI, DICOM and PIL readers, channel first."""
+    # MONAI is imported where it is used: importing it takes seconds, which every run.py call
+    # (any modality: the registry imports every modality) would otherwise pay.
+    from monai.data import NibabelReader, PILReader, PydicomReader
+    from monai.transforms import LoadImage, LoadImaged
+
     with _no_gpu_decoder_notice():
         readers = [NibabelReader(), PydicomReader(swap_ij=False), PILReader(reverse_indexing=False)]
         if keys is None:
@@ -115,6 +122,8 @@ def pipeline(image_size, channels: int, spatial_dims: int, origin: str) -> Compo
 
     ``origin`` says where ``spatial_dims`` came from, for the error of a file that has other dimensions.
     """
+    from monai.transforms import Compose, EnsureTyped, Lambdad, Resized, ScaleIntensityd
+
     def to_spatial_dims_and_channels(img):
         dims = _spatial_dims_of(img)
         if dims != spatial_dims:
