@@ -127,9 +127,9 @@ class Runner:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, self.cfg["train"]["grad_clip"])
             self.optimizer.step()
-            if hasattr(objective, "on_step_end"):
-                objective.on_step_end(encoders)
             done += 1
+            if hasattr(objective, "on_step_end"):
+                objective.on_step_end(encoders, done, self.cfg["train"]["steps"])
         return self.rates(steps, began, cpu)
 
 

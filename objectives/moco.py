@@ -1,13 +1,12 @@
 """MoCo v2: a momentum key encoder and a queue of past keys as negatives."""
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from objectives.distributed import gather_no_grad
+from objectives.momentum import ema_update, frozen_copy, momentum_at
 from objectives.parts import encode_batch, mlp, pair_stats
 from core.registry import register
 
@@ -39,7 +38,8 @@ class MoCo(nn.Module):
     Query q = normalize(head(encoder(view 0))); key k = normalize(key_head(
     key_encoder(view 1))) without gradient, where key_encoder and key_head are
     frozen copies (requires_grad False) updated in ``on_step_end`` as
-    key <- momentum * key + (1 - momentum) * online. The loss is InfoNCE of q
+    key <- m * key + (1 - m) * online (``objectives.momentum``), m = ``momentum``, or rising
+    from it to 1 with ``momentum_schedule: cosine`` (BYOL's schedule). The loss is InfoNCE of q
     against its own key and a queue of ``queue_size`` past keys
     (``queue_infonce``), temperature ``temperature``. After the loss, under
     no_grad and only in training mode, the keys of all ranks (gathered with
@@ -61,15 +61,16 @@ class MoCo(nn.Module):
     """
 
     def __init__(self, encoders: dict, proj_dim: int = 128, queue_size: int = 4096,
-                 momentum: float = 0.999, temperature: float = 0.2, supervised: bool = False):
+                 momentum: float = 0.999, momentum_schedule: str = "constant", temperature: float = 0.2,
+                 supervised: bool = False):
         super().__init__()
+        momentum_at(momentum, 0, 1, momentum_schedule)  # a bad momentum or schedule fails here
         dim = encoders["x"].dims["embedding"]
         self.head = mlp(dim, dim, proj_dim)
-        self.key_encoder = copy.deepcopy(encoders["x"])
-        self.key_head = copy.deepcopy(self.head)
-        for p in (*self.key_encoder.parameters(), *self.key_head.parameters()):
-            p.requires_grad_(False)
-        self.momentum, self.temperature, self.supervised = momentum, temperature, supervised
+        self.key_encoder = frozen_copy(encoders["x"])
+        self.key_head = frozen_copy(self.head)
+        self.momentum, self.momentum_schedule = momentum, momentum_schedule
+        self.temperature, self.supervised = temperature, supervised
         self.register_buffer("queue", F.normalize(torch.randn(queue_size, proj_dim), dim=1))
         self.register_buffer("queue_labels", torch.full((queue_size,), NO_LABEL, dtype=torch.long))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
@@ -111,10 +112,9 @@ class MoCo(nn.Module):
         self.queue_labels[slots] = torch.where(finite, labels, self.queue_labels[slots])
         self.queue_ptr.copy_((self.queue_ptr + len(keys)) % size)
 
-    @torch.no_grad()
-    def on_step_end(self, encoders: dict) -> None:
-        """Momentum update of the key encoder and key head from the online ones."""
-        pairs = [(self.key_encoder, encoders["x"]), (self.key_head, self.head)]
-        for key_module, online in pairs:
-            for p_key, p_online in zip(key_module.parameters(), online.parameters(), strict=True):
-                p_key.mul_(self.momentum).add_(p_online.detach(), alpha=1 - self.momentum)
+    def on_step_end(self, encoders: dict, step: int, total_steps: int) -> None:
+        """Momentum update of the key encoder and key head from the online ones, after optimizer
+        step ``step`` of ``total_steps``."""
+        momentum = momentum_at(self.momentum, step, total_steps, self.momentum_schedule)
+        ema_update(self.key_encoder, encoders["x"], momentum)
+        ema_update(self.key_head, self.head, momentum)

@@ -69,7 +69,7 @@ def test_moco_momentum_update_moves_key_params_by_one_minus_m():
         for p in online:
             p.add_(torch.randn_like(p))
     key_before = [p.clone() for p in keys]
-    moco.on_step_end(encoders)
+    moco.on_step_end(encoders, step=1, total_steps=10)
     for p_key, before, p_online in zip(keys, key_before, online):
         torch.testing.assert_close(p_key - before, 0.1 * (p_online - before))
 

@@ -120,7 +120,7 @@ def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer,
         scaler.update()
         scheduler.step()
         if finite and hasattr(model["objective"], "on_step_end"):  # e.g. MoCo's momentum update
-            model["objective"].on_step_end(model["encoders"])
+            model["objective"].on_step_end(model["encoders"], step, tc["steps"])
         seconds = time.perf_counter() - began
         step_samples = len(batch["x"]) * world * accumulate
         train_seconds, samples = train_seconds + seconds, samples + step_samples
