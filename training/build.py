@@ -21,6 +21,7 @@ from core.process_group import world_size
 from training import distributed, grad_cache
 from training.budget import fit_budget
 from training.host_memory import keep_freed_host_memory
+from training.optimizers import build_optimizer
 from training.precision import SpeedSettings, apply_speed_settings, resolve_speed
 from training.schedule import warmup_cosine
 
@@ -168,7 +169,7 @@ class Training(NamedTuple):
     datasets: dict                    # {"train", "val", "test"}
     model: nn.ModuleDict              # {"encoders": {"x"[, "text"]}, "objective"} on the device
     views: nn.Module | None           # the view transform, None when the objective takes none
-    optimizer: torch.optim.Optimizer  # AdamW
+    optimizer: torch.optim.Optimizer  # optim.name (training/optimizers.py)
     scheduler: object                 # its warmup-cosine LambdaLR
     speed: SpeedSettings              # the resolved train.* speed switches the loop reads
 
@@ -185,7 +186,6 @@ def build_training(cfg: dict, device: torch.device) -> Training:
     views = build_views(cfg)
     views = views.to(device) if views is not None else None
     oc = cfg["optim"]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=oc["lr"], betas=tuple(oc["betas"]),
-                                  weight_decay=oc["weight_decay"])
+    optimizer = build_optimizer(oc, model)
     scheduler = warmup_cosine(optimizer, cfg["train"]["steps"], oc["warmup_steps"], oc["min_lr_ratio"])
     return Training(datasets, model, views, optimizer, scheduler, speed)

@@ -2,7 +2,7 @@
 
 Each step: next batch -> device -> views (if the objective needs them) ->
 objective loss (under autocast, ``train.precision``) -> backward -> (under
-torchrun: gradients averaged over ranks) -> clip -> AdamW -> schedule.
+torchrun: gradients averaged over ranks) -> clip -> optimizer (``optim.name``) -> schedule.
 TensorBoard gets ``train/loss``, every scalar the objective returns,
 ``train/lr``, ``train/grad_norm``, ``train/samples_per_s`` (global: all
 ranks) and ``train/data_wait_frac`` (share of the step spent waiting for the
