@@ -4,7 +4,7 @@
   (autocast to bfloat16; no scaler needed: bf16 has fp32's exponent range) or
   ``fp16`` (autocast to float16 with a ``torch.amp.GradScaler``, CUDA only).
   Parameters and optimizer state stay float32; the contrastive losses compute
-  their logits in float32 under autocast (objectives/functional.py).
+  their logits in float32 under autocast (objectives/functional/).
 - ``train.tf32``: TF32 tensor cores for float32 matmuls and convolutions on CUDA.
 - ``train.compile``: ``torch.compile`` of the encoders, in place (``Module.compile``,
   so checkpoint keys do not change).

@@ -1,4 +1,5 @@
-"""Pure loss functions: tensors in, scalar out. No modules, no registry.
+"""The contrastive losses: InfoNCE in its forms (CPC, SupCon/NT-Xent, CLIP, ConVIRT), SigLIP's
+sigmoid loss, the triplet and Siamese margin losses.
 
 Each docstring gives the paper, the shapes, what is normalized and how the
 result is reduced. Tests check each one against an independent formulation.
@@ -135,7 +136,7 @@ def nt_xent_loss(features: torch.Tensor, temperature: float = 0.1, tiled: bool |
     return supcon_loss(features, None, temperature, tiled)
 
 
-def _check_pairs(a: torch.Tensor, b: torch.Tensor, name: str) -> None:
+def check_pairs(a: torch.Tensor, b: torch.Tensor, name: str) -> None:
     if a.dim() != 2 or a.shape != b.shape:
         raise ValueError(f"{name}: expected two (N, D) tensors of equal shape, got "
                          f"{tuple(a.shape)} and {tuple(b.shape)}")
@@ -176,7 +177,7 @@ def convirt_loss(image: torch.Tensor, text: torch.Tensor, temperature: float = 0
 
 
 def _bidirectional_infonce(image, text, logit_scale, lam, tiled, name):
-    _check_pairs(image, text, name)
+    check_pairs(image, text, name)
     scale = _scale(logit_scale, image.device)
     image, text = F.normalize(image.float(), dim=-1), F.normalize(text.float(), dim=-1)
     image_all, text_all = gather_with_grad(image), gather_with_grad(text)
@@ -201,7 +202,7 @@ def siglip_loss(a: torch.Tensor, b: torch.Tensor, logit_scale, logit_bias, chunk
     Raises:
         ValueError: a and b not both (N, D) with equal shapes.
     """
-    _check_pairs(a, b, "siglip_loss")
+    check_pairs(a, b, "siglip_loss")
     scale, bias = _scale(logit_scale, a.device), _scale(logit_bias, a.device)
     a, b = F.normalize(a.float(), dim=-1), F.normalize(b.float(), dim=-1)
     b_all = gather_with_grad(b)
@@ -259,32 +260,3 @@ def contrastive_pair_loss(x1: torch.Tensor, x2: torch.Tensor, same: torch.Tensor
     y = same.float()
     dist = torch.linalg.vector_norm(x1.float() - x2.float(), dim=-1)
     return (y * dist.pow(2) + (1 - y) * F.relu(margin - dist).pow(2)).mean()
-
-
-def vicreg_loss(a: torch.Tensor, b: torch.Tensor, sim_weight: float = 25.0, var_weight: float = 25.0,
-                cov_weight: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
-    """VICReg (Bardes, Ponce & LeCun 2022), as in the authors' code.
-
-    sim_weight * MSE(a, b)
-    + var_weight * mean over both branches of mean_d max(0, 1 - sqrt(Var(x_d) + eps))
-    + cov_weight * sum over both branches of sum_{d != e} C(x)_de^2 / D,
-    with unbiased variance/covariance over the batch. Shapes: a, b (N, D),
-    N >= 2, not normalized. Returns a float32 scalar.
-
-    Raises:
-        ValueError: shapes differ, not 2-D, or N < 2.
-    """
-    _check_pairs(a, b, "vicreg_loss")
-    if a.shape[0] < 2:
-        raise ValueError("vicreg_loss needs at least 2 rows for the variance and covariance terms")
-    a, b = a.float(), b.float()
-    n, dim = a.shape
-    invariance = F.mse_loss(a, b)
-    variance = covariance = a.new_zeros(())
-    off_diagonal = ~torch.eye(dim, dtype=torch.bool, device=a.device)
-    for x in (a, b):
-        x = x - x.mean(dim=0)
-        variance = variance + F.relu(1 - torch.sqrt(x.var(dim=0) + eps)).mean() / 2
-        cov = (x.T @ x) / (n - 1)
-        covariance = covariance + cov[off_diagonal].pow(2).sum() / dim
-    return sim_weight * invariance + var_weight * variance + cov_weight * covariance

@@ -1,0 +1,21 @@
+"""Pure loss functions: tensors in, scalar out. No modules, no registry.
+
+``contrastive`` (InfoNCE and its relatives, margin losses) and ``non_contrastive`` (VICReg and
+the successors without negatives); every loss is importable from here.
+"""
+from objectives.functional.contrastive import (  # noqa: F401
+    clip_loss,
+    contrastive_pair_loss,
+    convirt_loss,
+    cpc_infonce,
+    nt_xent_loss,
+    siglip_loss,
+    supcon_loss,
+    triplet_loss,
+)
+from objectives.functional.non_contrastive import (  # noqa: F401
+    barlow_twins_loss,
+    byol_loss,
+    simsiam_loss,
+    vicreg_loss,
+)
