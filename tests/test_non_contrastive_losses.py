@@ -81,3 +81,41 @@ def test_barlow_twins_of_decorrelated_matching_projections_is_zero():
 def test_bad_shapes_are_refused(loss, args):
     with pytest.raises(ValueError, match="expected"):
         loss(torch.zeros(args[0]), torch.zeros(args[1]))
+
+
+def debiased_reference(features, t, tau_plus, beta, labels=None):
+    """Chuang et al. / Robinson et al. per anchor in float64 loops."""
+    b = features.shape[0]
+    z = features.reshape(2 * b, -1)
+    z = z / np.linalg.norm(z, axis=1, keepdims=True)
+    sample = np.repeat(np.arange(b), 2)
+    lab = None if labels is None else np.repeat(labels, 2)
+    losses = []
+    for i in range(2 * b):
+        p = i + 1 if i % 2 == 0 else i - 1
+        s_pos = z[i] @ z[p] / t
+        negs = [z[i] @ z[j] / t for j in range(2 * b)
+                if sample[j] != sample[i] and (lab is None or lab[j] != lab[i])]
+        neg = np.exp(negs)
+        imp = neg ** beta
+        reweighted = (imp * neg).sum() / imp.mean()
+        n = len(negs)
+        ng = max((reweighted - n * tau_plus * np.exp(s_pos)) / (1 - tau_plus), n * np.exp(-1 / t))
+        losses.append(-np.log(np.exp(s_pos) / (np.exp(s_pos) + ng)))
+    return float(np.mean(losses))
+
+
+@pytest.mark.parametrize("tau_plus, beta", [(0.1, 0.0), (0.05, 1.0), (0.0, 0.5)])
+def test_debiased_loss_equals_a_loop_reference(tau_plus, beta):
+    x, _ = views(5, b=6, d=3)
+    assert L.debiased_loss(x, 0.5, tau_plus, beta).item() == pytest.approx(
+        debiased_reference(x.numpy(), 0.5, tau_plus, beta), rel=1e-5)
+    labels = np.array([0, 1, 0, 2, 1, 2])
+    assert L.debiased_loss(x, 0.5, tau_plus, beta, torch.tensor(labels)).item() == pytest.approx(
+        debiased_reference(x.numpy(), 0.5, tau_plus, beta, labels), rel=1e-5)
+
+
+def test_debiased_loss_without_prior_or_hardness_is_nt_xent():
+    x, _ = views(6, b=5, d=4)
+    for t in (0.1, 0.5):
+        assert L.debiased_loss(x, t, 0.0, 0.0).item() == pytest.approx(L.nt_xent_loss(x, t).item(), rel=1e-6)

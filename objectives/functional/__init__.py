@@ -1,7 +1,8 @@
 """Pure loss functions: tensors in, scalar out. No modules, no registry.
 
-``contrastive`` (InfoNCE and its relatives, margin losses) and ``non_contrastive`` (VICReg and
-the successors without negatives); every loss is importable from here.
+``contrastive`` (InfoNCE and its relatives, margin losses), ``debiased`` (false- and hard-negative
+remedies) and ``non_contrastive`` (VICReg and the successors without negatives); every loss is
+importable from here.
 """
 from objectives.functional.contrastive import (  # noqa: F401
     clip_loss,
@@ -13,6 +14,7 @@ from objectives.functional.contrastive import (  # noqa: F401
     supcon_loss,
     triplet_loss,
 )
+from objectives.functional.debiased import debiased_loss  # noqa: F401
 from objectives.functional.non_contrastive import (  # noqa: F401
     barlow_twins_loss,
     byol_loss,
