@@ -1,4 +1,4 @@
-"""BYOL, SimSiam and Barlow Twins losses against float64 loop references and analytic values."""
+"""Second-wave losses (BYOL, SimSiam, Barlow Twins, debiased and hard-negative contrast) against float64 loop references and analytic values."""
 import numpy as np
 import pytest
 import torch
