@@ -1,6 +1,6 @@
 """Pieces the objective modules share: feeding a batch to an encoder (``encode_batch``,
 ``encode_views``: padding masks are never forgotten), projection MLPs (``mlp``) and the
-similarity statistics they log (``pair_stats``)."""
+similarity statistics they log (``pair_stats``, ``normalized_std``)."""
 from __future__ import annotations
 
 import torch
@@ -77,3 +77,11 @@ def pair_stats(a: torch.Tensor, b: torch.Tensor) -> dict:
     target = torch.arange(n, device=sim.device)
     return {"pos_sim": diagonal.mean(), "neg_sim": off_sum / max(n * n - n, 1),
             "retrieval_acc": (sim.argmax(dim=1) == target).float().mean()}
+
+
+@torch.no_grad()
+def normalized_std(z: torch.Tensor) -> torch.Tensor:
+    """The collapse monitor of SimSiam's paper (Chen & He 2021, Fig. 2): the standard deviation over
+    the batch of the L2-normalized outputs z (N, D), averaged over dimensions. About 1/sqrt(D) for
+    outputs spread over the sphere, 0 when they collapse to one point. A 0-dim tensor."""
+    return F.normalize(z.detach().float(), dim=-1).std(dim=0).mean()

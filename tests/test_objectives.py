@@ -30,7 +30,15 @@ NEEDS = {
     "supcon": {"views", "label", "embedding"}, "simclr": {"views", "embedding"}, "moco": {"views", "embedding"},
     "triplet": {"label", "embedding"}, "ce": {"label", "embedding"}, "vicreg": {"views", "embedding"},
     "clap": {"text", "embedding"}, "convirt": {"text", "embedding"}, "siglip": {"text", "embedding"},
+    "byol": {"views", "embedding"}, "simsiam": {"views", "embedding"}, "barlow_twins": {"views", "embedding"},
+    "dcl": {"views", "embedding"},
 }
+
+# Frozen momentum copies: (objective, attribute) pairs whose parameters take no gradient.
+MOMENTUM_COPIES = {("moco", "key_encoder"), ("moco", "key_head"), ("byol", "target_encoder"),
+                   ("byol", "target_projector")}
+# Objectives whose head starts with batch normalization of the encoder's output (their papers' heads).
+BATCH_NORM_FIRST = {"vicreg", "barlow_twins", "byol", "simsiam"}
 
 
 class TinyEncoder(nn.Module):
@@ -133,10 +141,15 @@ def test_finite_loss_and_scalars_and_gradient_to_every_parameter(name):
     trainable = [(f"{m}.{n}", p) for m, mod in modules.items() for n, p in mod.named_parameters() if p.requires_grad]
     assert trainable
     for pname, p in trainable:
+        if name in BATCH_NORM_FIRST and pname == "x.linear.bias":
+            # Batch norm right after the encoder removes any constant shift of its output: by
+            # construction this bias gets no gradient (as in the papers' heads), up to rounding.
+            assert p.grad.abs().max() < 1e-5 * encoders["x"].linear.weight.grad.abs().max(), name
+            continue
         assert p.grad is not None and p.grad.abs().max() > 1e-7, f"{name}: no gradient reaches {pname}"
     for pname, p in objective.named_parameters():
         if not p.requires_grad:
-            assert name == "moco" and pname.startswith("key_") and p.grad is None, pname
+            assert (name, pname.split(".")[0]) in MOMENTUM_COPIES and p.grad is None, pname
 
 
 def test_encode_views_repeats_the_mask_per_view():
@@ -281,3 +294,13 @@ def test_ce_accuracy_matches_a_hand_count():
     assert float(out["acc"]) == 0.75
     expected = sum(math.log(sum(math.exp(v) for v in row)) - row[c] for row, c in zip(x.tolist(), labels)) / 4
     assert out["loss"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_dcl_without_prior_or_hardness_is_simclr_exactly():
+    batch = make_batch(B=6, seed=7)
+    losses = {}
+    for name, options in (("simclr", {"temperature": 0.5}), ("dcl", {"temperature": 0.5, "tau_plus": 0.0, "beta": 0.0})):
+        torch.manual_seed(3)
+        encoders, objective = build(name, **options)
+        losses[name] = objective(encoders, batch)["loss"]
+    torch.testing.assert_close(losses["dcl"], losses["simclr"], rtol=1e-6, atol=1e-7)
