@@ -52,7 +52,7 @@ def parse_args(argv):
                         "(its config.yaml, plus any overrides given here, e.g. train.steps=600)")
     parser.add_argument("--list", action="store_true", help="print the modality x objective matrix and exit")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # overrides may come before and after options
 
 
 def print_matrix(cells: dict) -> None:
