@@ -37,7 +37,10 @@ def parse_args(argv):
                "train.steps=100 optim.lr=1e-3 data.num_workers=2. Layers merge in the order "
                "configs/base.yaml <- configs/modalities/<m>.yaml <- configs/objectives/<o>.yaml "
                "<- the modality file's with_objective.<o> <- --config FILE <- overrides. "
-               "With --data, data.format=auto picks the modality's loader that recognizes the path.",
+               "With --data, data.format=auto picks the modality's loader that recognizes the path.\n\n"
+               "Subcommands: python run.py eval --help (evaluate a run again: evaluation/command.py), "
+               "python run.py compare --help (a modality x objective grid: comparison/command.py). One run is "
+               "experiment.py over training/, objectives/, modalities/ and core/ (README, Design).",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--modality", default=None, help=f"registered modality (default {DEFAULT_MODALITY})")
     parser.add_argument("--objective", default=None, help=f"registered objective (default {DEFAULT_OBJECTIVE})")
@@ -49,7 +52,7 @@ def parse_args(argv):
                         "(its config.yaml, plus any overrides given here, e.g. train.steps=600)")
     parser.add_argument("--list", action="store_true", help="print the modality x objective matrix and exit")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # overrides may come before and after options
 
 
 def print_matrix(cells: dict) -> None:

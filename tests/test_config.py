@@ -1,5 +1,10 @@
-"""Config layers, overrides and their errors."""
+"""Config layers, overrides and their errors; the shipped experiment file."""
+import json
+import math
+from pathlib import Path
+
 import pytest
+from conftest import TINY, run_cli
 
 from core.config import ConfigError, apply, load_config, parse_override
 
@@ -65,3 +70,31 @@ def test_modality_objective_defaults_sit_between_objective_file_and_overrides():
     assert "with_objective" not in load_config("medical", "supcon")                 # consumed, not a config key
     assert load_config("medical", "cpc")["model"]["resnet18"]["embedding"] == "patches"  # any key, not only objective.*
     assert load_config("medical", "supcon")["model"]["resnet18"]["embedding"] == "image"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENT = ROOT / "configs" / "experiments" / "select_on_val.yaml"
+
+
+def test_shipped_experiment_file_sets_a_budget_in_passes_and_reports_on_val():
+    cfg = load_config("sequence", "simclr", str(EXPERIMENT))
+    assert cfg["train"]["epochs"] == 100 and cfg["train"]["steps"] is None  # the file's epochs clear base steps
+    assert cfg["eval"]["split"] == "val"
+    assert load_config("sequence", "simclr", str(EXPERIMENT), ["train.steps=5"])["train"]["epochs"] is None
+
+
+def test_a_run_with_the_shipped_experiment_file_trains_its_passes_and_reports_on_val(tmp_path):
+    run_dir = tmp_path / "run"
+    # 8 classes: 2 train, 2 val, 1 test series each, so the val and test splits differ in size.
+    tiny = [o for o in TINY["sequence"] if "per_class" not in o] + [
+        "data.sequence_builtin.train_per_class=2", "data.sequence_builtin.val_per_class=2",
+        "data.sequence_builtin.test_per_class=1"]
+    done = run_cli("--modality", "sequence", "--objective", "supcon", "--config", EXPERIMENT, "--run-dir", run_dir,
+                   "train.epochs=3", "train.batch_size=4", "train.progress=false", "eval.probe_epochs=5", *tiny)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["eval_split"] == "val" and results["train_items"] == 16
+    assert results["steps"] == math.ceil(3 * 16 / 4) and results["epochs"] == 3.0
+    # Every protocol reported on the 16 val series, not the 8 test series: the projector holds them.
+    metadata = (run_dir / f"{results['steps']:05d}" / "eval_embedding" / "metadata.tsv").read_text().splitlines()
+    assert len(metadata) == 1 + 16

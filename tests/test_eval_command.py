@@ -1,6 +1,7 @@
 """`run.py eval RUN_DIR` end to end on a tiny trained paired run, and what the evaluation writes to TensorBoard."""
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import TINY, run_cli
@@ -36,13 +37,84 @@ def test_training_writes_every_paired_metric_and_its_floor(trained_clap):
     # 4 train clips per class: 4-fold cross-validation for the SVM, said once for the trained model and its floor.
     note = "note: svm: smallest train class has 4 items: 4-fold cross-validation instead of 5"
     assert stderr.splitlines().count(note) == 1, stderr
-    for m in (results["metrics"], results["floor"]):
+    for part, tag in (("metrics", "eval_embedding"), ("floor", "eval_floor_embedding")):
+        m = results[part]
         assert m["svm_c"] in (1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 1e4)
-        for key in ("linear_probe_acc", "svm_acc", "knn_acc", "zero_shot_acc", "retrieval_r1_x2t", "retrieval_r10_t2x"):
-            assert 0.0 <= m[key] <= 1.0, key
-        assert m["retrieval_r1_x2t"] <= m["retrieval_r5_x2t"] <= m["retrieval_r10_x2t"]
-        assert 1 <= m["retrieval_medr_t2x"] <= 16  # 16 test clips, one caption each
-        assert 0.0 <= m["alignment"] <= 4.0 and -4.0 <= m["uniformity"] <= 0.0 and 1.0 <= m["effective_rank"] <= 16
+        # Accuracies and recalls count test clips: each is a multiple of 1/16 (16 test clips, one caption each).
+        for key in ("linear_probe_acc", "svm_acc", "knn_acc", "zero_shot_acc",
+                    *(f"retrieval_r{k}_{d}" for k in (1, 5, 10) for d in ("x2t", "t2x"))):
+            assert m[key] * 16 == pytest.approx(round(m[key] * 16), abs=1e-6), (part, key)
+        # The geometry metrics, recomputed in float64 loops from the embeddings the projector received.
+        x, labels = projector_embeddings(run_dir, tag)
+        assert m["alignment"] == pytest.approx(alignment_reference(x, labels), rel=1e-6), part
+        assert m["uniformity"] == pytest.approx(uniformity_reference(x), rel=1e-6), part
+        assert m["effective_rank"] == pytest.approx(effective_rank_reference(x), rel=1e-6), part
+
+
+def projector_embeddings(run_dir, tag: str, step: int = 3):
+    """(embeddings (N, D) float64, class names (N,)) that evaluation gave the TensorBoard projector."""
+    folder = run_dir / f"{step:05d}" / tag
+    x = np.loadtxt(folder / "tensors.tsv", delimiter="\t", ndmin=2)
+    labels = [line.split("\t")[0] for line in (folder / "metadata.tsv").read_text().splitlines()[1:]]
+    return x, labels
+
+
+def unit_rows(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def alignment_reference(x, labels) -> float:
+    u, pairs = unit_rows(x), []
+    for i in range(len(u)):
+        for j in range(i + 1, len(u)):
+            if labels[i] == labels[j]:
+                pairs.append(((u[i] - u[j]) ** 2).sum())
+    return float(np.mean(pairs))
+
+
+def uniformity_reference(x, t: float = 2.0) -> float:
+    u = unit_rows(x)
+    terms = [np.exp(-t * ((u[i] - u[j]) ** 2).sum()) for i in range(len(u)) for j in range(i + 1, len(u))]
+    return float(np.log(np.mean(terms)))
+
+
+def effective_rank_reference(x) -> float:
+    sigma = np.linalg.svd(x - x.mean(0), compute_uv=False)
+    p = sigma / sigma.sum()
+    p = p[p > 0]
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+def ranks_reference(items, captions):
+    """1-based ranks of the matching row in both directions (pair i = item i, caption i), ties against."""
+    sim = unit_rows(items) @ unit_rows(captions).T
+    n = len(sim)
+    x2t = [1 + sum(sim[i, j] >= sim[i, i] for j in range(n) if j != i) for i in range(n)]
+    t2x = [1 + sum(sim[j, i] >= sim[i, i] for j in range(n) if j != i) for i in range(n)]
+    return np.array(x2t), np.array(t2x)
+
+
+def test_retrieval_equals_ranks_recomputed_from_the_checkpoint(trained_clap):
+    """R@k and median rank of results.json against ranks counted in float64 loops from the joint-space
+    embeddings of the checkpoint's model (16 test clips, each with its own caption)."""
+    from training.build import build_model_and_data
+    from training.run_dir import load_trained_run_config
+
+    run_dir, _ = trained_clap
+    cfg = load_trained_run_config(run_dir)
+    datasets, model, _ = build_model_and_data(cfg, torch.device("cpu"))
+    model.load_state_dict(torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"])
+    model.eval()
+    test = datasets["test"]
+    with torch.no_grad():
+        batch = {"x": torch.stack([test[i]["x"] for i in range(len(test))])}
+        items = model["objective"].embed_x(model["encoders"], batch).double().numpy()
+        captions = model["objective"].embed_text(model["encoders"], list(test.captions)).double().numpy()
+    m = json.loads((run_dir / "results.json").read_text())["metrics"]
+    for direction, ranks in zip(("x2t", "t2x"), ranks_reference(items, captions)):
+        for k in (1, 5, 10):
+            assert m[f"retrieval_r{k}_{direction}"] == pytest.approx(np.mean(ranks <= k), abs=1e-6), (direction, k)
+        assert m[f"retrieval_medr_{direction}"] == pytest.approx(float(np.median(ranks))), direction
 
 
 def test_tensorboard_gets_eval_scalars_hparams_projector_audio_and_similarity(trained_clap):
