@@ -2,7 +2,7 @@
 
     python run.py                                   # audio + CPC on the built-in data
     python run.py --modality audio --objective cpc train.steps=600 optim.lr=1e-3
-    python run.py --list                            # the modality x objective matrix
+    python run.py --list                            # objectives x modalities: what works
     python run.py --resume runs/audio-cpc-20261124-120000
     python run.py eval RUN_DIR                      # evaluate a finished run again (evaluation/command.py)
     python run.py compare --modalities audio medical --objectives cpc supcon   (comparison/command.py)
@@ -50,18 +50,22 @@ def parse_args(argv):
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="sets device (default auto: cuda if any)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue RUN_DIR from checkpoints/last.pt "
                         "(its config.yaml, plus any overrides given here, e.g. train.steps=600)")
-    parser.add_argument("--list", action="store_true", help="print the modality x objective matrix and exit")
+    parser.add_argument("--list", action="store_true", help="print which objective works on which modality (and what it needs) and exit")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     return parser.parse_intermixed_args(argv)  # overrides may come before and after options
 
 
 def print_matrix(cells: dict) -> None:
+    """One row per objective: what it needs, then per modality 'ok' or what that modality lacks."""
+    modalities_ = sorted({m for m, _ in cells})
     objectives_ = sorted({o for _, o in cells})
-    width = max(len(o) for o in objectives_) + 2
-    print("modality".ljust(12) + "".join(o.ljust(width) for o in objectives_))
-    for modality in sorted({m for m, _ in cells}):
-        row = ["ok" if not cells[modality, o] else "needs " + "+".join(cells[modality, o]) for o in objectives_]
-        print(modality.ljust(12) + "".join(c.ljust(width) for c in row))
+    needs = {o: ", ".join(sorted(registry.get("objective", o).capabilities)) for o in objectives_}
+    rows = [["objective", "needs", *modalities_]]
+    rows += [[o, needs[o], *("ok" if not cells[m, o] else "lacks " + "+".join(cells[m, o]) for m in modalities_)]
+             for o in objectives_]
+    widths = [max(len(row[i]) for row in rows) + 2 for i in range(len(rows[0]))]
+    for row in rows:
+        print("".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
 
 
 def make_config(args) -> tuple[dict, Path, bool]:

@@ -3,8 +3,11 @@ import json
 
 import pytest
 import torch
-from conftest import run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import objectives  # noqa: F401  (registers every objective)
+from conftest import run_cli
+from core import registry
 
 
 def scalars(run_dir) -> dict:
@@ -70,10 +73,13 @@ def test_resume_continues_at_the_right_step_with_the_same_state(tmp_path, tiny_a
 def test_list_prints_the_matrix_from_the_registry():
     done = run_cli("--list")
     assert done.returncode == 0
-    header, *rows = done.stdout.strip().splitlines()
-    assert "cpc" in header.split()
-    audio = next(r for r in rows if r.startswith("audio"))
-    assert audio.split()[1 + header.split()[1:].index("cpc")] == "ok"
+    header, *rows = [line.split("  ") for line in done.stdout.strip().splitlines()]
+    header = [cell.strip() for cell in header if cell.strip()]
+    assert header == ["objective", "needs", "audio", "medical", "sequence"]
+    table = {cells[0]: cells[1:] for cells in ([c.strip() for c in row if c.strip()] for row in rows)}
+    assert set(table) == set(registry.names("objective"))
+    assert table["cpc"] == ["sequence", "ok", "ok", "ok"]
+    assert table["clap"][0] == "embedding, text"
 
 
 def assert_one_sentence_error(done, *fragments):
