@@ -120,13 +120,15 @@ class TS2Vec(nn.Module):
 
     Each step draws two overlapping crops of ``batch["x"]`` (B, C, T) (``draw_crop``, as the
     reference code: one crop geometry for the batch, a random offset per series), encodes both
-    views, takes the encoder's ``sequence`` over their overlap and applies
+    views, takes the encoder's per-step output over their overlap and applies
     ``functional.hierarchical_contrastive_loss`` (weight ``alpha`` on the instance term, temporal
     terms from level ``temporal_unit`` on). The overlap's steps pair the same input timestamps
     exactly when the encoder keeps the time resolution (the sequence encoders); an encoder that
     downsamples (audio's) is mapped proportionally (``overlap``). With a padding mask the crops
     stay between each series' first and last real step, and the views carry their mask to the
-    encoder. The paper's views differ by context and by the ts2vec encoder's timestamp masking;
+    encoder. The per-step output is the encoder's ``context`` when it has one (tcn, cpc_wave:
+    the steps their embedding pools, so that what is evaluated is what is trained), else its
+    ``sequence``. The paper's views differ by context and by the ts2vec encoder's timestamp masking;
     an encoder without masking gives views that differ by context alone.
 
     Randomness comes from torch's global RNG, which runs seed and checkpoints (so runs repeat
@@ -158,6 +160,7 @@ class TS2Vec(nn.Module):
             raise ValueError(f"need temporal_unit >= 0, min_crop >= 1 and max_train_length >= 2, got {temporal_unit}, "
                              f"{min_crop} and {max_train_length}")
         self.alpha, self.temporal_unit = alpha, temporal_unit
+        self.output = "context" if encoders["x"].dims.get("context") else "sequence"
         self.max_train_length = max_train_length
         self.min_crop = 2 ** (temporal_unit + 1) if min_crop is None else min_crop
 
@@ -171,7 +174,7 @@ class TS2Vec(nn.Module):
         seqs = []
         for begin, length in zip(begins, lengths):
             fields = {} if mask is None else {"mask": take(mask, begin, length)}
-            seqs.append(encode_batch(encoders["x"], fields, x=take(x, begin, length))["sequence"])
+            seqs.append(encode_batch(encoders["x"], fields, x=take(x, begin, length))[self.output])
         z1, z2 = overlap(*seqs, crop, *lengths)
         loss = hierarchical_contrastive_loss(z1, z2, self.alpha, self.temporal_unit)
         return {"loss": loss, "crop_len": torch.tensor(float(crop.length)),
