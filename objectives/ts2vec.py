@@ -24,7 +24,8 @@ class Crop(NamedTuple):
     offset: torch.Tensor   # (B,) long, per series
 
 
-def real_spans(x: torch.Tensor, mask: torch.Tensor | None, max_train_length: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def real_spans(x: torch.Tensor, mask: torch.Tensor | None,
+               max_train_length: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per series the span [start, end) of input steps the crops may use, (B,) long tensors on the CPU.
 
     Without a mask the whole series; with a padding mask (B, T) from its first to its last real
@@ -84,7 +85,8 @@ def take(x: torch.Tensor, begin: torch.Tensor, length: int) -> torch.Tensor:
     return x.gather(-1, index)
 
 
-def overlap(seq1: torch.Tensor, seq2: torch.Tensor, crop: Crop, len1: int, len2: int) -> tuple[torch.Tensor, torch.Tensor]:
+def overlap(seq1: torch.Tensor, seq2: torch.Tensor, crop: Crop, len1: int,
+            len2: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The overlap's steps of both views' sequences (B, T_k, D): the last ones of view 1, the first of view 2.
 
     An encoder that keeps the time resolution gives exactly the crop_l overlap steps of each; one
@@ -128,11 +130,13 @@ class TS2Vec(nn.Module):
     stay between each series' first and last real step, and the views carry their mask to the
     encoder. The per-step output is the encoder's ``context`` when it has one (tcn, cpc_wave:
     the steps their embedding pools, so that what is evaluated is what is trained), else its
-    ``sequence``. The paper's views differ by context and by the ts2vec encoder's timestamp masking;
-    an encoder without masking gives views that differ by context alone.
+    ``sequence``. The paper's two views of a timestamp differ by the steps around it (each crop
+    ends elsewhere) and by the ts2vec encoder's timestamp masking; an encoder without masking
+    gives views that differ by the surrounding steps alone.
 
-    Randomness comes from torch's global RNG, which runs seed and checkpoints (so runs repeat
-    and resume exactly); under torchrun rank 0's crop geometry is used on every rank.
+    Randomness comes from torch's global RNG, which every run seeds and every checkpoint saves
+    (so runs repeat and resume exactly); under torchrun rank 0's crop geometry is used on every
+    rank, within the shortest span of any rank, so that every rank's overlap has one length.
 
     Args:
         alpha: weight of the instance term; 1 - alpha weighs the temporal term.
@@ -146,19 +150,19 @@ class TS2Vec(nn.Module):
     ``output_std`` (``parts.normalized_std`` of the max-pooled overlap of view 1; 0 at collapse)
     and ``instance_acc`` (``instance_accuracy``).
 
-    Raises (in forward):
-        UserError: x is not (B, C, T), a series has no real step, or the overlap maps to no encoder step.
+    Raises:
+        ValueError: alpha outside [0, 1], temporal_unit < 0, min_crop < 1 or max_train_length < 2.
+        UserError (in forward): x is not (B, C, T), a series has no real step, or the overlap maps
+            to no encoder step.
     """
 
     def __init__(self, encoders: dict, alpha: float = 0.5, temporal_unit: int = 0,
                  max_train_length: int | None = 3000, min_crop: int | None = None):
         super().__init__()
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        if temporal_unit < 0 or (min_crop is not None and min_crop < 1) or (max_train_length is not None
-                                                                              and max_train_length < 2):
-            raise ValueError(f"need temporal_unit >= 0, min_crop >= 1 and max_train_length >= 2, got {temporal_unit}, "
-                             f"{min_crop} and {max_train_length}")
+        if not 0.0 <= alpha <= 1.0 or temporal_unit < 0:
+            raise ValueError(f"need 0 <= alpha <= 1 and temporal_unit >= 0, got {alpha} and {temporal_unit}")
+        if (min_crop is not None and min_crop < 1) or (max_train_length is not None and max_train_length < 2):
+            raise ValueError(f"need min_crop >= 1 and max_train_length >= 2, got {min_crop} and {max_train_length}")
         self.alpha, self.temporal_unit = alpha, temporal_unit
         self.output = "context" if encoders["x"].dims.get("context") else "sequence"
         self.max_train_length = max_train_length
