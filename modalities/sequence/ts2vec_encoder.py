@@ -75,7 +75,7 @@ class TS2VecEncoder(nn.Module):
 
     Defaults are scaled down for CPU runs from the paper's hidden 64, out_dim 320, depth 10: on
     32 series of 128 steps a forward and backward take ~1.5x the default ``tcn``'s (paper sizes
-    with out_dim 128: ~5x).
+    hidden 64 and depth 10, with out_dim 128: ~5x).
 
     A padding ``mask`` (B, T) (True = real step) zeroes padded steps after the projection and
     after every convolution (the reference zeroes its missing steps at the input only), and they
