@@ -4,7 +4,9 @@ Each entry declares capabilities from a small closed vocabulary so that
 ``run.py`` can tell, before building anything, whether an objective can train
 on a modality:
 
-* a dataset **provides** batch fields: ``x``, ``label``, ``text``;
+* a dataset **provides** batch fields: ``x``, ``label``, ``text``; and ``series`` when its ``x``
+  is a signal over time, (C, T) per item with time last (audio, sensor series; an image is
+  not), so that cropping x along its last axis crops an encoder's ``sequence`` (TS2Vec's crops);
 * a view transform provides ``views`` (two or more augmented copies of ``x``);
 * an encoder **outputs** ``embedding`` (B, D), ``sequence`` (B, T, D) and,
   optionally, ``context`` (B, T, D): a causal summary of ``sequence`` up to t;
@@ -22,7 +24,7 @@ from typing import Any, Callable
 
 from core.errors import UserError
 
-CAPABILITIES = ("x", "views", "label", "text", "embedding", "sequence", "context")
+CAPABILITIES = ("x", "series", "views", "label", "text", "embedding", "sequence", "context")
 KINDS = ("encoder", "dataset", "views", "objective")
 
 

@@ -7,7 +7,8 @@ rank back its own slice; with the local loss scaled as the losses here do,
 the DDP average of per-rank gradients equals the one-process full-batch
 gradient. Plain ``dist.all_gather`` carries no gradient and is only used for
 labels. Every rank must hold the same number of rows (all_gather needs equal
-shapes).
+shapes). ``min_over_ranks`` and ``from_rank_zero`` make small values agree across
+ranks (TS2Vec's crop: every rank's overlap must have the same length).
 """
 from __future__ import annotations
 
@@ -37,3 +38,21 @@ def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
     parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, x.contiguous())
     return torch.cat(parts, dim=0)
+
+
+def min_over_ranks(value: int, device) -> int:
+    """The smallest ``value`` of any rank (``value`` itself on one rank); a tensor on ``device`` travels."""
+    if not is_distributed():
+        return value
+    t = torch.tensor([value], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
+
+
+def from_rank_zero(x: torch.Tensor) -> torch.Tensor:
+    """Rank 0's ``x`` on every rank (for random draws every rank must share); ``x`` itself on one rank."""
+    if not is_distributed():
+        return x
+    x = x.clone()
+    dist.broadcast(x, src=0)
+    return x

@@ -31,7 +31,7 @@ NEEDS = {
     "triplet": {"label", "embedding"}, "ce": {"label", "embedding"}, "vicreg": {"views", "embedding"},
     "clap": {"text", "embedding"}, "convirt": {"text", "embedding"}, "siglip": {"text", "embedding"},
     "byol": {"views", "embedding"}, "simsiam": {"views", "embedding"}, "barlow_twins": {"views", "embedding"},
-    "dcl": {"views", "embedding"},
+    "dcl": {"views", "embedding"}, "ts2vec": {"series", "sequence"},
 }
 
 # Frozen momentum copies: (objective, attribute) pairs whose parameters take no gradient.
@@ -54,6 +54,23 @@ class TinyEncoder(nn.Module):
             assert mask.shape == (x.shape[0], x.shape[-1]), "mask does not match x"
             x = x * mask[:, None, :]
         return {"embedding": self.linear(x.flatten(1))}
+
+
+class TinySequenceEncoder(nn.Module):
+    """A per-step Linear over the channels of (N, C, T): sequence (N, T, dim), masked steps zeroed;
+    embedding their mean (for objectives that need ``sequence``)."""
+
+    def __init__(self, channels: int = 2, dim: int = 8):
+        super().__init__()
+        self.linear = nn.Linear(channels, dim)
+        self.dims = {"embedding": dim, "sequence": dim}
+
+    def forward(self, x, mask=None):
+        seq = self.linear(x.transpose(1, 2))
+        if mask is not None:
+            assert mask.shape == (x.shape[0], x.shape[-1]), "mask does not match x"
+            seq = seq * mask[..., None]
+        return {"sequence": seq, "embedding": seq.mean(dim=1)}
 
 
 def bucket(word: str, buckets: int = 64) -> int:
@@ -103,8 +120,9 @@ def build(name: str, encoders=None, n_classes=3, **options):
 
 
 def make_encoders(name: str) -> dict:
-    encoders = {"x": TinyEncoder()}
-    if "text" in registry.get("objective", name).capabilities:
+    needs = registry.get("objective", name).capabilities
+    encoders = {"x": TinySequenceEncoder() if "sequence" in needs else TinyEncoder()}
+    if "text" in needs:
         encoders["text"] = TinyText()
     return encoders
 

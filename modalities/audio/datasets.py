@@ -8,7 +8,7 @@ from modalities.audio import synthetic
 from core.registry import register
 
 
-@register("dataset", "audio_builtin", modality="audio", provides=("x", "label", "text"))
+@register("dataset", "audio_builtin", modality="audio", provides=("x", "series", "label", "text"))
 class BuiltinAudio(Dataset):
     """The built-in sound-event set of ``synthetic.py``: 8 classes, captions, train/val/test.
 

@@ -225,7 +225,7 @@ def _detects(path, name: str) -> bool:
         return False
 
 
-@register("dataset", "audio_folder", modality="audio", provides=("x", "label", "text"))
+@register("dataset", "audio_folder", modality="audio", provides=("x", "series", "label", "text"))
 class AudioFolder(AudioFiles):
     """Audio files in class subfolders, root/<class>/*.wav|flac|ogg|aiff|aif, split by class and seed."""
 
@@ -240,7 +240,7 @@ class AudioFolder(AudioFiles):
                          val_fraction, test_fraction, skip_bad)
 
 
-@register("dataset", "audio_manifest", modality="audio", provides=("x", "label", "text"))
+@register("dataset", "audio_manifest", modality="audio", provides=("x", "series", "label", "text"))
 class AudioManifest(AudioFiles):
     """Audio files listed in a CSV (path, optional label, caption, speaker, split); ``path`` is the CSV
     or a folder holding manifest.csv."""

@@ -8,7 +8,7 @@ from modalities.sequence import synthetic
 from core.registry import register
 
 
-@register("dataset", "sequence_builtin", modality="sequence", provides=("x", "label", "text"))
+@register("dataset", "sequence_builtin", modality="sequence", provides=("x", "series", "label", "text"))
 class BuiltinSequence(Dataset):
     """The built-in shape families of ``synthetic.py``: 8 classes, captions, train/val/test.
 

@@ -230,7 +230,7 @@ class FileSeries(Dataset):
         return item
 
 
-@register("dataset", "sequence_npz", modality="sequence", provides=("x", "label", "text"))
+@register("dataset", "sequence_npz", modality="sequence", provides=("x", "series", "label", "text"))
 class NpzSeries(FileSeries):
     """A folder with train.npz and test.npz: arrays X (N, C, T) or (N, T), optional labels y (N,)."""
 
@@ -244,7 +244,7 @@ class NpzSeries(FileSeries):
         super().__init__(split, seed, read_npz(files[0]), read_npz(files[1]), files, val_fraction, length)
 
 
-@register("dataset", "ucr", modality="sequence", provides=("x", "label", "text"))
+@register("dataset", "ucr", modality="sequence", provides=("x", "series", "label", "text"))
 class UCRSeries(FileSeries):
     """A UCR archive pair <Name>_TRAIN.tsv / <Name>_TEST.tsv (label first, NaN-padded to equal length)."""
 
@@ -258,7 +258,7 @@ class UCRSeries(FileSeries):
         super().__init__(split, seed, read_ucr(files[0]), read_ucr(files[1]), files, val_fraction, length)
 
 
-@register("dataset", "uea_ts", modality="sequence", provides=("x", "label", "text"))
+@register("dataset", "uea_ts", modality="sequence", provides=("x", "series", "label", "text"))
 class UEASeries(FileSeries):
     """A UEA/sktime pair <Name>_TRAIN.ts / <Name>_TEST.ts (multivariate, possibly unequal lengths)."""
 

@@ -1,8 +1,8 @@
 """Pure loss functions: tensors in, scalar out. No modules, no registry.
 
 ``contrastive`` (InfoNCE and its relatives, margin losses), ``debiased`` (false- and hard-negative
-remedies) and ``non_contrastive`` (VICReg and the successors without negatives); every loss is
-importable from here.
+remedies), ``non_contrastive`` (VICReg and the successors without negatives) and ``temporal``
+(TS2Vec's per-timestamp losses); every loss is importable from here.
 """
 from objectives.functional.contrastive import (  # noqa: F401
     clip_loss,
@@ -20,4 +20,9 @@ from objectives.functional.non_contrastive import (  # noqa: F401
     byol_loss,
     simsiam_loss,
     vicreg_loss,
+)
+from objectives.functional.temporal import (  # noqa: F401
+    hierarchical_contrastive_loss,
+    instance_contrastive_loss,
+    temporal_contrastive_loss,
 )
