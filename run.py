@@ -66,6 +66,9 @@ def print_matrix(cells: dict) -> None:
     widths = [max(len(row[i]) for row in rows) + 2 for i in range(len(rows[0]))]
     for row in rows:
         print("".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    print()
+    for capability in registry.CAPABILITIES:
+        print(f"{capability}: {registry.MEANING[capability]}")
 
 
 def make_config(args) -> tuple[dict, Path, bool]:

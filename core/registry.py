@@ -25,6 +25,16 @@ from typing import Any, Callable
 from core.errors import UserError
 
 CAPABILITIES = ("x", "series", "views", "label", "text", "embedding", "sequence", "context")
+MEANING = {  # one line each, printed under ``run.py --list``
+    "x": "the dataset gives inputs",
+    "series": "the dataset's x is a signal over time, time last (an image is not)",
+    "views": "a view transform makes augmented copies of x",
+    "label": "the dataset gives class labels",
+    "text": "the dataset gives captions or reports",
+    "embedding": "the encoder gives one vector per item (B, D)",
+    "sequence": "the encoder gives per-step outputs (B, T, D)",
+    "context": "the encoder gives a causal summary of its per-step outputs (B, T, D)",
+}
 KINDS = ("encoder", "dataset", "views", "objective")
 
 

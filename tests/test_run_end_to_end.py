@@ -73,13 +73,16 @@ def test_resume_continues_at_the_right_step_with_the_same_state(tmp_path, tiny_a
 def test_list_prints_the_matrix_from_the_registry():
     done = run_cli("--list")
     assert done.returncode == 0
-    header, *rows = [line.split("  ") for line in done.stdout.strip().splitlines()]
+    matrix, legend = done.stdout.strip().split("\n\n")
+    assert [line.split(":")[0] for line in legend.splitlines()] == list(registry.CAPABILITIES)
+    header, *rows = [line.split("  ") for line in matrix.splitlines()]
     header = [cell.strip() for cell in header if cell.strip()]
     assert header == ["objective", "needs", "audio", "medical", "sequence"]
     table = {cells[0]: cells[1:] for cells in ([c.strip() for c in row if c.strip()] for row in rows)}
     assert set(table) == set(registry.names("objective"))
     assert table["cpc"] == ["sequence", "ok", "ok", "ok"]
     assert table["clap"][0] == "embedding, text"
+    assert table["ts2vec"] == ["sequence, series", "ok", "lacks series", "ok"]  # medical x is an image
 
 
 def assert_one_sentence_error(done, *fragments):
