@@ -200,9 +200,10 @@ def test_capability_matrix_says_why_ts2vec_cannot_crop_images():
     assert registry.get("objective", "ts2vec").capabilities == {"series", "sequence"}
 
 
-def test_sequence_defaults_to_the_ts2vec_encoder_and_audio_raises_the_shortest_crop():
-    assert config_lib.load_config("sequence", "ts2vec")["model"]["encoder"] == "ts2vec"
-    assert config_lib.load_config("sequence", "simclr")["model"]["encoder"] == "tcn"
+def test_sequence_keeps_tcn_unless_asked_and_audio_raises_the_shortest_crop():
+    assert config_lib.load_config("sequence", "ts2vec")["model"]["encoder"] == "tcn"
+    asked = config_lib.load_config("sequence", "ts2vec", overrides=["model.encoder=ts2vec"])
+    assert asked["model"]["encoder"] == "ts2vec" and asked["model"]["ts2vec"]["mask_p"] == 0.5
     audio = config_lib.load_config("audio", "ts2vec")
     assert audio["model"]["encoder"] == "cpc_wave" and audio["objective"]["min_crop"] == 1600
     assert config_lib.load_config("sequence", "ts2vec", overrides=["model.encoder=gru"])["model"]["encoder"] == "gru"
