@@ -1,23 +1,27 @@
 """Pure loss functions: tensors in, scalar out. No modules, no registry.
 
 ``contrastive`` (InfoNCE and its relatives, margin losses), ``debiased`` (false- and hard-negative
-remedies) and ``non_contrastive`` (VICReg and the successors without negatives); every loss is
-importable from here.
+remedies), ``decoupled`` (DCL / DCLW: InfoNCE without the positive in the denominator),
+``siamese`` (DrLIM's margin loss over all pairs of a batch) and ``non_contrastive`` (VICReg and
+the successors without negatives); every loss is importable from here.
 """
 from objectives.functional.contrastive import (  # noqa: F401
     clip_loss,
     contrastive_pair_loss,
     convirt_loss,
     cpc_infonce,
+    infonce_loss,
     nt_xent_loss,
     siglip_loss,
     supcon_loss,
     triplet_loss,
 )
 from objectives.functional.debiased import debiased_loss  # noqa: F401
+from objectives.functional.decoupled import decoupled_loss  # noqa: F401
 from objectives.functional.non_contrastive import (  # noqa: F401
     barlow_twins_loss,
     byol_loss,
     simsiam_loss,
     vicreg_loss,
 )
+from objectives.functional.siamese import siamese_loss  # noqa: F401
