@@ -63,7 +63,7 @@ class SimCSE(nn.Module):
             name = encoder_name or "<encoder>"
             # An encoder may say which settings turn its dropout on (a GRU also needs 2+ layers).
             settings = getattr(encoder, "enable_dropout", ("dropout=0.1",))
-            keys = " ".join(f"model.{name}.{setting}" for setting in settings)
+            keys = " and ".join(f"model.{name}.{setting}" for setting in settings)
             raise UserError(f"simcse needs dropout in the encoder (its positive pair is one input encoded twice "
                             f"with independent dropout masks), but encoder '{name}' applies none; set {keys}")
         dim = encoder.dims["embedding"]

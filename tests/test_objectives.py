@@ -20,7 +20,8 @@ from torch import nn
 
 import objectives  # noqa: F401  (registers every objective)
 from core import registry
-from objectives.functional import clip_loss, convirt_loss, siglip_loss
+from core.errors import UserError
+from objectives.functional import clip_loss, convirt_loss, siamese_loss, siglip_loss
 from objectives.parts import encode_views
 from objectives.triplet import mine_triplets
 
@@ -31,7 +32,7 @@ NEEDS = {
     "triplet": {"label", "embedding"}, "ce": {"label", "embedding"}, "vicreg": {"views", "embedding"},
     "clap": {"text", "embedding"}, "convirt": {"text", "embedding"}, "siglip": {"text", "embedding"},
     "byol": {"views", "embedding"}, "simsiam": {"views", "embedding"}, "barlow_twins": {"views", "embedding"},
-    "dcl": {"views", "embedding"},
+    "dcl": {"views", "embedding"}, "contrastive": {"views", "embedding"}, "simcse": {"embedding"},
 }
 
 # Frozen momentum copies: (objective, attribute) pairs whose parameters take no gradient.
@@ -42,18 +43,20 @@ BATCH_NORM_FIRST = {"vicreg", "barlow_twins", "byol", "simsiam"}
 
 
 class TinyEncoder(nn.Module):
-    """Linear on the flattened (N, C, T) input; time steps where mask is False are zeroed."""
+    """Linear on the flattened (N, C, T) input; time steps where mask is False are zeroed.
+    ``dropout``: on the input in training (simcse refuses an encoder without dropout)."""
 
-    def __init__(self, in_dim: int = 10, dim: int = 8):
+    def __init__(self, in_dim: int = 10, dim: int = 8, dropout: float = 0.0):
         super().__init__()
         self.linear = nn.Linear(in_dim, dim)
+        self.dropout = nn.Dropout(dropout)
         self.dims = {"embedding": dim}
 
     def forward(self, x, mask=None):
         if mask is not None:
             assert mask.shape == (x.shape[0], x.shape[-1]), "mask does not match x"
             x = x * mask[:, None, :]
-        return {"embedding": self.linear(x.flatten(1))}
+        return {"embedding": self.linear(self.dropout(x.flatten(1)))}
 
 
 def bucket(word: str, buckets: int = 64) -> int:
@@ -95,15 +98,19 @@ def yaml_options(name: str) -> dict:
 
 
 def build(name: str, encoders=None, n_classes=3, **options):
-    """(encoders, objective); ``n_classes`` reaches only objectives that take it (ce), as in training.build."""
+    """(encoders, objective); ``n_classes`` and ``encoder_name`` reach only objectives that take them
+    (ce; simcse), as in training.build."""
     encoders = encoders or make_encoders(name)
-    if "n_classes" in inspect.signature(registry.get("objective", name).factory).parameters:
+    params = inspect.signature(registry.get("objective", name).factory).parameters
+    if "n_classes" in params:
         options["n_classes"] = n_classes
+    if "encoder_name" in params:
+        options["encoder_name"] = "tiny"
     return encoders, registry.build("objective", name, encoders=encoders, **options)
 
 
 def make_encoders(name: str) -> dict:
-    encoders = {"x": TinyEncoder()}
+    encoders = {"x": TinyEncoder(dropout=0.1 if name == "simcse" else 0.0)}
     if "text" in registry.get("objective", name).capabilities:
         encoders["text"] = TinyText()
     return encoders
@@ -123,7 +130,7 @@ def test_every_expected_objective_is_registered_with_its_needs():
 @pytest.mark.parametrize("name", registry.names("objective"))
 def test_yaml_defaults_equal_constructor_defaults(name):
     params = inspect.signature(registry.get("objective", name).factory).parameters
-    defaults = {k: p.default for k, p in params.items() if k not in ("encoders", "n_classes")}
+    defaults = {k: p.default for k, p in params.items() if k not in ("encoders", "n_classes", "encoder_name")}
     options = yaml_options(name)
     assert options == defaults
     assert {k: type(v) for k, v in options.items()} == {k: type(v) for k, v in defaults.items()}
@@ -304,3 +311,33 @@ def test_dcl_without_prior_or_hardness_is_simclr_exactly():
         encoders, objective = build(name, **options)
         losses[name] = objective(encoders, batch)["loss"]
     torch.testing.assert_close(losses["dcl"], losses["simclr"], rtol=1e-6, atol=1e-7)
+
+
+def test_simcse_refuses_an_encoder_without_dropout_naming_it():
+    with pytest.raises(UserError, match=r"encoder 'tiny' applies none; set model\.tiny\.dropout=0\.1$"):
+        build("simcse", {"x": TinyEncoder()})
+
+
+def test_contrastive_objective_is_the_siamese_loss_of_its_projections_and_logs_distances():
+    batch = make_batch(B=6, seed=5)
+    encoders, objective = build("contrastive", margin=1.2)
+    out = objective(encoders, batch)
+    z = objective.represent(encoders, batch)["z"]
+    torch.testing.assert_close(out["loss"], siamese_loss(z, None, 1.2))
+    zn = F.normalize(z.detach(), dim=-1)
+    d = torch.cdist(zn.reshape(12, -1), zn.reshape(12, -1))
+    sample = torch.arange(6).repeat_interleave(2)
+    similar = (sample[:, None] == sample[None, :]) & ~torch.eye(12, dtype=torch.bool)
+    dissimilar = sample[:, None] != sample[None, :]
+    assert out["pos_dist"].item() == pytest.approx(d[similar].mean().item(), abs=1e-5)
+    assert out["neg_dist"].item() == pytest.approx(d[dissimilar].mean().item(), abs=1e-5)
+    assert out["neg_in_margin"].item() == pytest.approx((d[dissimilar] < 1.2).float().mean().item())
+    with_labels = build("contrastive", encoders, use_labels=True)[1]
+    torch.testing.assert_close(with_labels(encoders, batch)["loss"],
+                               siamese_loss(with_labels.represent(encoders, batch)["z"], batch["label"], 1.0))
+
+
+def test_contrastive_margin_outside_the_unit_sphere_range_is_refused():
+    with pytest.raises(UserError, match="margin must be in"):
+        build("contrastive", margin=2.5)
+    build("contrastive", margin=2.5, normalize=False)  # in the head's own scale any margin is fine
