@@ -20,8 +20,7 @@ from torch import nn
 
 import objectives  # noqa: F401  (registers every objective)
 from core import registry
-from core.errors import UserError
-from objectives.functional import clip_loss, convirt_loss, siamese_loss, siglip_loss
+from objectives.functional import clip_loss, convirt_loss, siglip_loss
 from objectives.parts import encode_views
 from objectives.triplet import mine_triplets
 
@@ -312,32 +311,3 @@ def test_dcl_without_prior_or_hardness_is_simclr_exactly():
         losses[name] = objective(encoders, batch)["loss"]
     torch.testing.assert_close(losses["dcl"], losses["simclr"], rtol=1e-6, atol=1e-7)
 
-
-def test_simcse_refuses_an_encoder_without_dropout_naming_it():
-    with pytest.raises(UserError, match=r"encoder 'tiny' applies none; set model\.tiny\.dropout=0\.1$"):
-        build("simcse", {"x": TinyEncoder()})
-
-
-def test_contrastive_objective_is_the_siamese_loss_of_its_projections_and_logs_distances():
-    batch = make_batch(B=6, seed=5)
-    encoders, objective = build("contrastive", margin=1.2)
-    out = objective(encoders, batch)
-    z = objective.represent(encoders, batch)["z"]
-    torch.testing.assert_close(out["loss"], siamese_loss(z, None, 1.2))
-    zn = F.normalize(z.detach(), dim=-1)
-    d = torch.cdist(zn.reshape(12, -1), zn.reshape(12, -1))
-    sample = torch.arange(6).repeat_interleave(2)
-    similar = (sample[:, None] == sample[None, :]) & ~torch.eye(12, dtype=torch.bool)
-    dissimilar = sample[:, None] != sample[None, :]
-    assert out["pos_dist"].item() == pytest.approx(d[similar].mean().item(), abs=1e-5)
-    assert out["neg_dist"].item() == pytest.approx(d[dissimilar].mean().item(), abs=1e-5)
-    assert out["neg_in_margin"].item() == pytest.approx((d[dissimilar] < 1.2).float().mean().item())
-    with_labels = build("contrastive", encoders, use_labels=True)[1]
-    torch.testing.assert_close(with_labels(encoders, batch)["loss"],
-                               siamese_loss(with_labels.represent(encoders, batch)["z"], batch["label"], 1.0))
-
-
-def test_contrastive_margin_outside_the_unit_sphere_range_is_refused():
-    with pytest.raises(UserError, match="margin must be in"):
-        build("contrastive", margin=2.5)
-    build("contrastive", margin=2.5, normalize=False)  # in the head's own scale any margin is fine

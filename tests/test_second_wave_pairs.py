@@ -1,7 +1,8 @@
 """The Siamese margin loss over all pairs (Hadsell et al. 2006), the decoupled loss DCL / DCLW
 (Yeh et al. 2022) and SimCSE's one-directional InfoNCE, against float64 loop references written
 from the papers' formulas (one pair or anchor at a time, no shared code) and hand-computed values;
-and simclr / supcon with ``decoupled`` off unchanged."""
+the contrastive objective's wiring and logged distances; simclr / supcon with ``decoupled`` off
+unchanged."""
 import math
 
 import numpy as np
@@ -217,3 +218,32 @@ def test_decoupled_options_that_cannot_work_are_refused():
         registry.build("objective", "simclr", encoders={"x": Flat()}, decoupled_weight_sigma=0.5)
     with pytest.raises(UserError, match="no tiled path"):
         registry.build("objective", "supcon", encoders={"x": Flat()}, decoupled=True, tiled=True)
+
+
+def test_contrastive_objective_is_the_siamese_loss_of_its_projections_and_logs_distances():
+    g = torch.Generator().manual_seed(8)
+    batch = {"views": torch.randn(6, 2, 2, 5, generator=g), "label": torch.tensor([0, 1, 0, 2, 1, 2])}
+    torch.manual_seed(0)
+    encoders = {"x": Flat()}
+    objective = registry.build("objective", "contrastive", encoders=encoders, margin=1.2)
+    out = objective(encoders, batch)
+    z = objective.represent(encoders, batch)["z"]
+    torch.testing.assert_close(out["loss"], L.siamese_loss(z, None, 1.2))
+    zn = (z / z.norm(dim=-1, keepdim=True)).reshape(12, -1).detach().tolist()
+    similar, dissimilar = [], []
+    for i in range(12):
+        for j in range(12):
+            if i != j:
+                (similar if i // 2 == j // 2 else dissimilar).append(math.dist(zn[i], zn[j]))
+    assert out["pos_dist"].item() == pytest.approx(np.mean(similar), abs=1e-5)
+    assert out["neg_dist"].item() == pytest.approx(np.mean(dissimilar), abs=1e-5)
+    assert out["neg_in_margin"].item() == pytest.approx(np.mean([d < 1.2 for d in dissimilar]))
+    labelled = registry.build("objective", "contrastive", encoders=encoders, use_labels=True, balanced=True)
+    torch.testing.assert_close(labelled(encoders, batch)["loss"], L.siamese_loss(
+        labelled.represent(encoders, batch)["z"], batch["label"], 1.0, balanced=True))
+
+
+def test_contrastive_margin_outside_the_unit_sphere_range_is_refused():
+    with pytest.raises(UserError, match="margin must be in"):
+        registry.build("objective", "contrastive", encoders={"x": Flat()}, margin=2.5)
+    registry.build("objective", "contrastive", encoders={"x": Flat()}, margin=2.5, normalize=False)
