@@ -19,6 +19,9 @@ class SimCLR(SupCon):
     (SimCLR's code uses it; off by default here since it leaves an encoder's
     final bias without gradient).
 
+    ``decoupled`` / ``decoupled_weight_sigma``: DCL / DCLW (Yeh et al. 2022), NT-Xent without
+    the positive in the denominator (see SupCon and ``functional.decoupled_loss``).
+
     Raises (in forward):
         ValueError: fewer than 2 views.
     """

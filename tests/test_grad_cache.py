@@ -84,7 +84,7 @@ def assert_same(a: dict, b: dict, atol: float = 1e-5) -> None:
         torch.testing.assert_close(value, b[name], rtol=0, atol=atol, msg=name)
 
 
-@pytest.mark.parametrize("objective", ["supcon", "simclr", "clap", "convirt", "siglip"])
+@pytest.mark.parametrize("objective", ["supcon", "simclr", "clap", "convirt", "siglip", "contrastive"])
 def test_without_dropout_cache_equals_one_whole_batch_forward(objective):
     model, batch = setup(objective, dropout=0.0)
     model.zero_grad(set_to_none=True)
@@ -94,7 +94,7 @@ def test_without_dropout_cache_equals_one_whole_batch_forward(objective):
     assert_same(cached_grads(model, batch, seed=0), plain)
 
 
-@pytest.mark.parametrize("objective", ["supcon", "simclr", "clap", "siglip"])
+@pytest.mark.parametrize("objective", ["supcon", "simclr", "clap", "siglip", "contrastive", "simcse"])
 def test_with_dropout_cache_replays_the_masks_of_its_first_pass(objective):
     model, batch = setup(objective, dropout=0.3)
     cached = cached_grads(model, batch, seed=7)

@@ -31,7 +31,8 @@ NEEDS = {
     "triplet": {"label", "embedding"}, "ce": {"label", "embedding"}, "vicreg": {"views", "embedding"},
     "clap": {"text", "embedding"}, "convirt": {"text", "embedding"}, "siglip": {"text", "embedding"},
     "byol": {"views", "embedding"}, "simsiam": {"views", "embedding"}, "barlow_twins": {"views", "embedding"},
-    "dcl": {"views", "embedding"}, "ts2vec": {"series", "sequence"},
+    "dcl": {"views", "embedding"}, "ts2vec": {"series", "sequence"}, "contrastive": {"views", "embedding"},
+    "simcse": {"embedding"},
 }
 
 # Frozen momentum copies: (objective, attribute) pairs whose parameters take no gradient.
@@ -42,18 +43,20 @@ BATCH_NORM_FIRST = {"vicreg", "barlow_twins", "byol", "simsiam"}
 
 
 class TinyEncoder(nn.Module):
-    """Linear on the flattened (N, C, T) input; time steps where mask is False are zeroed."""
+    """Linear on the flattened (N, C, T) input; time steps where mask is False are zeroed.
+    ``dropout``: on the input in training (simcse refuses an encoder without dropout)."""
 
-    def __init__(self, in_dim: int = 10, dim: int = 8):
+    def __init__(self, in_dim: int = 10, dim: int = 8, dropout: float = 0.0):
         super().__init__()
         self.linear = nn.Linear(in_dim, dim)
+        self.dropout = nn.Dropout(dropout)
         self.dims = {"embedding": dim}
 
     def forward(self, x, mask=None):
         if mask is not None:
             assert mask.shape == (x.shape[0], x.shape[-1]), "mask does not match x"
             x = x * mask[:, None, :]
-        return {"embedding": self.linear(x.flatten(1))}
+        return {"embedding": self.linear(self.dropout(x.flatten(1)))}
 
 
 class TinySequenceEncoder(nn.Module):
@@ -112,16 +115,23 @@ def yaml_options(name: str) -> dict:
 
 
 def build(name: str, encoders=None, n_classes=3, **options):
-    """(encoders, objective); ``n_classes`` reaches only objectives that take it (ce), as in training.build."""
+    """(encoders, objective); ``n_classes`` and ``encoder_name`` reach only objectives that take them
+    (ce; simcse), as in training.build."""
     encoders = encoders or make_encoders(name)
-    if "n_classes" in inspect.signature(registry.get("objective", name).factory).parameters:
+    params = inspect.signature(registry.get("objective", name).factory).parameters
+    if "n_classes" in params:
         options["n_classes"] = n_classes
+    if "encoder_name" in params:
+        options["encoder_name"] = "tiny"
     return encoders, registry.build("objective", name, encoders=encoders, **options)
 
 
 def make_encoders(name: str) -> dict:
     needs = registry.get("objective", name).capabilities
-    encoders = {"x": TinySequenceEncoder() if "sequence" in needs else TinyEncoder()}
+    if "sequence" in needs:
+        encoders = {"x": TinySequenceEncoder()}
+    else:
+        encoders = {"x": TinyEncoder(dropout=0.1 if name == "simcse" else 0.0)}
     if "text" in needs:
         encoders["text"] = TinyText()
     return encoders
@@ -141,7 +151,7 @@ def test_every_expected_objective_is_registered_with_its_needs():
 @pytest.mark.parametrize("name", registry.names("objective"))
 def test_yaml_defaults_equal_constructor_defaults(name):
     params = inspect.signature(registry.get("objective", name).factory).parameters
-    defaults = {k: p.default for k, p in params.items() if k not in ("encoders", "n_classes")}
+    defaults = {k: p.default for k, p in params.items() if k not in ("encoders", "n_classes", "encoder_name")}
     options = yaml_options(name)
     assert options == defaults
     assert {k: type(v) for k, v in options.items()} == {k: type(v) for k, v in defaults.items()}
@@ -322,3 +332,4 @@ def test_dcl_without_prior_or_hardness_is_simclr_exactly():
         encoders, objective = build(name, **options)
         losses[name] = objective(encoders, batch)["loss"]
     torch.testing.assert_close(losses["dcl"], losses["simclr"], rtol=1e-6, atol=1e-7)
+

@@ -107,11 +107,14 @@ def build_objective(cfg: dict, encoders: dict, n_classes: int) -> nn.Module:
     """The configured objective. Every objective takes ``encoders`` (a dict of
     modules whose ``.dims`` it reads; it may copy them, as MoCo's key encoder
     does, but never keeps them as submodules); ``n_classes`` goes only to those
-    that take it (``ce``'s classifier)."""
+    that take it (``ce``'s classifier), ``encoder_name`` (``model.encoder``) only to those that
+    name the encoder in their errors (``simcse``)."""
     name = cfg["objective"]["name"]
     options = {k: v for k, v in cfg["objective"].items() if k != "name"}
     if takes("objective", name, "n_classes"):
         options["n_classes"] = n_classes
+    if takes("objective", name, "encoder_name"):
+        options["encoder_name"] = cfg["model"]["encoder"]
     return registry.build("objective", name, encoders=encoders, **options)
 
 

@@ -28,7 +28,7 @@ sequence tcn/gru/transformer, text) are exact, medical ResNets with
 ``norm: batch`` are not (use ``norm: instance`` there).
 
 Supported objectives: those with ``represent`` and ``loss_from`` (supcon,
-simclr, clap, convirt, siglip); ``check`` names them for any other.
+simclr, dcl, contrastive, simcse, clap, convirt, siglip); ``check`` names them for any other.
 Under torchrun, every backward pass of a step happens inside ``backward``:
 average the gradients across ranks after it returns.
 """

@@ -19,6 +19,9 @@ class CPCWaveEncoder(nn.Module):
     ``normalize_input`` standardizes each clip first, so that loudness alone
     cannot tell clips apart (a shortcut CPC's negatives from other clips invite).
 
+    ``dropout``: in training, nn.Dropout with this p on the latents z (the "sequence"
+    output and the GRU's input); 0 (default) leaves the outputs unchanged bit for bit.
+
     Input:  x (B, T_samples) or (B, 1, T_samples), float waveform.
     Output: "sequence" z (B, T, width), "context" c (B, T, context_dim),
             "embedding" mean and max of c over time, concatenated (B, 2 * context_dim),
@@ -28,7 +31,8 @@ class CPCWaveEncoder(nn.Module):
 
     STRIDES, KERNELS, PADDING = (5, 4, 2, 2, 2), (10, 8, 4, 4, 4), (3, 2, 1, 1, 1)
 
-    def __init__(self, width: int = 64, context_dim: int = 128, normalize_input: bool = True):
+    def __init__(self, width: int = 64, context_dim: int = 128, normalize_input: bool = True,
+                 dropout: float = 0.0):
         super().__init__()
         self.normalize_input = normalize_input
         layers, channels = [], 1
@@ -36,6 +40,7 @@ class CPCWaveEncoder(nn.Module):
             layers += [nn.Conv1d(channels, width, kernel, stride, pad), ChannelNorm(width), nn.ReLU()]
             channels = width
         self.convs = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(dropout)  # p = 0 returns its input untouched and draws no random numbers
         self.context = nn.GRU(width, context_dim, batch_first=True)
         self.dims = {"embedding": 2 * context_dim, "sequence": width, "context": context_dim}
 
@@ -44,6 +49,6 @@ class CPCWaveEncoder(nn.Module):
             x = x.unsqueeze(1)
         if self.normalize_input:  # zero mean, unit variance per clip, as wav2vec 2.0 does
             x = (x - x.mean(-1, keepdim=True)) / (x.std(-1, keepdim=True) + 1e-5)
-        z = rearrange(self.convs(x), "b c t -> b t c")
+        z = self.dropout(rearrange(self.convs(x), "b c t -> b t c"))
         c, _ = self.context(z)
         return {"sequence": z, "context": c, "embedding": torch.cat([c.mean(dim=1), c.amax(dim=1)], dim=-1)}

@@ -43,13 +43,16 @@ class LogMelCNN(nn.Module):
     ``objective.prediction_steps`` (12): 1 s clips give only 12, so use clips of
     2 s (``clip_samples: 32000``: 25 steps) or a smaller ``hop_length``.
 
+    ``dropout``: in training, nn.Dropout with this p on the last block's feature map, before
+    it is pooled; 0 (default) leaves the outputs unchanged bit for bit.
+
     Raises:
         ValueError: n_mels too small for the number of blocks; a clip too short
             for ``2**len(widths)`` frames; more than one channel.
     """
 
     def __init__(self, sample_rate: int = 16000, n_mels: int = 64, widths=(16, 32, 64), n_fft: int = 400,
-                 hop_length: int = 160):
+                 hop_length: int = 160, dropout: float = 0.0):
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if not widths:
@@ -61,6 +64,7 @@ class LogMelCNN(nn.Module):
         self.mel = torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels)
         self.bn0 = nn.BatchNorm1d(n_mels)
         self.blocks = nn.Sequential(*(ConvBlock(a, b) for a, b in zip((1,) + widths[:-1], widths)))
+        self.dropout = nn.Dropout(dropout)  # p = 0 returns its input untouched and draws no random numbers
         self.dims = {"embedding": 2 * widths[-1], "sequence": widths[-1]}
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -72,6 +76,6 @@ class LogMelCNN(nn.Module):
         if logmel.shape[-1] < self.min_frames:
             raise ValueError(f"a clip of {x.shape[-1]} samples gives {logmel.shape[-1]} frames; "
                              f"logmel_cnn needs at least {self.min_frames}")
-        h = self.blocks(rearrange(self.bn0(logmel), "b f t -> b 1 t f"))
+        h = self.dropout(self.blocks(rearrange(self.bn0(logmel), "b f t -> b 1 t f")))
         seq = reduce(h, "b c t f -> b t c", "mean")
         return {"sequence": seq, "embedding": torch.cat([seq.mean(dim=1), seq.amax(dim=1)], dim=-1)}

@@ -89,6 +89,8 @@ class MedicalEncoder(nn.Module):
         patch_size, patch_stride: the patch grid (pixels per side, step between patches).
         patch_jitter: in training, each patch's contrast and brightness scaled by 1 + U(-j, j).
         embedding: "image" (global average of the whole image's features) or "patches" (mean over the grid).
+        dropout: in training, nn.Dropout with this p on the final feature map (of the image or of
+            each patch) before it is pooled; 0 (default) leaves the outputs unchanged bit for bit.
 
     Raises (forward):
         ValueError: x does not have ``spatial_dims + 2`` dimensions or ``in_channels`` channels.
@@ -96,7 +98,7 @@ class MedicalEncoder(nn.Module):
     """
 
     def __init__(self, features: nn.Module, in_channels: int, spatial_dims: int, dim: int, patch_size: int = 16,
-                 patch_stride: int = 8, patch_jitter: float = 0.6, embedding: str = "image"):
+                 patch_stride: int = 8, patch_jitter: float = 0.6, embedding: str = "image", dropout: float = 0.0):
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
@@ -105,6 +107,7 @@ class MedicalEncoder(nn.Module):
         if not 0 < patch_stride <= patch_size:
             raise ValueError(f"need 0 < patch_stride <= patch_size, got {patch_stride} and {patch_size}")
         self.features = features
+        self.dropout = nn.Dropout(dropout)  # p = 0 returns its input untouched and draws no random numbers
         self.in_channels, self.spatial_dims = in_channels, spatial_dims
         self.patch_size, self.patch_stride, self.patch_jitter = patch_size, patch_stride, patch_jitter
         self.embedding = embedding
@@ -118,7 +121,7 @@ class MedicalEncoder(nn.Module):
         if self.embedding == "patches":
             embedding = lambda: reduce(grid(), "b r p f -> b f", "mean")
         else:
-            embedding = lambda: reduce(self.features(x), "b f ... -> b f", "mean")
+            embedding = lambda: reduce(self.dropout(self.features(x)), "b f ... -> b f", "mean")
         return LazyOutputs(embedding=embedding, sequence=lambda: reduce(grid(), "b r p f -> b r f", "mean"))
 
     def jitter(self, patches: torch.Tensor) -> torch.Tensor:
@@ -144,10 +147,10 @@ class MedicalEncoder(nn.Module):
             patches = patches.unfold(axis, size, stride)
         if self.spatial_dims == 2:  # (B, C, Gh, Gw, p, p)
             grid = self.jitter(rearrange(patches, "b c gh gw ph pw -> (b gh gw) c ph pw"))
-            pooled = reduce(self.features(grid), "n f ... -> n f", "mean")
+            pooled = reduce(self.dropout(self.features(grid)), "n f ... -> n f", "mean")
             return rearrange(pooled, "(b gh gw) f -> b gh gw f", b=len(x), gh=patches.shape[2])
         grid = self.jitter(rearrange(patches, "b c gd gh gw pd ph pw -> (b gd gh gw) c pd ph pw"))
-        pooled = reduce(self.features(grid), "n f ... -> n f", "mean")
+        pooled = reduce(self.dropout(self.features(grid)), "n f ... -> n f", "mean")
         return rearrange(pooled, "(b gd gh gw) f -> b gh (gd gw) f", b=len(x), gd=patches.shape[2],
                          gh=patches.shape[3])
 
@@ -178,18 +181,19 @@ class ResNetEncoder(MedicalEncoder):
         max_pool: the 3x3 stride-2 pooling after the stem.
         norm: MONAI norm name, "batch" or "instance".
         patch_size, patch_stride, patch_jitter, embedding: the patch grid (see the module docstring).
+        dropout: on the final feature map in training (see MedicalEncoder).
     """
 
     block, layers = "basic", (2, 2, 2, 2)
 
     def __init__(self, in_channels: int = 1, spatial_dims: int = 2, width: int = 16, stem_kernel: int = 7,
                  stem_stride: int = 1, max_pool: bool = True, norm: str = "batch", patch_size: int = 16,
-                 patch_stride: int = 8, patch_jitter: float = 0.6, embedding: str = "image"):
+                 patch_stride: int = 8, patch_jitter: float = 0.6, embedding: str = "image", dropout: float = 0.0):
         expansion = 4 if self.block == "bottleneck" else 1
         features = _resnet(self.block, self.layers, in_channels, spatial_dims, width, stem_kernel, stem_stride,
                            max_pool, norm)
         super().__init__(features, in_channels, spatial_dims, 8 * width * expansion, patch_size, patch_stride,
-                         patch_jitter, embedding)
+                         patch_jitter, embedding, dropout)
 
 
 @register("encoder", "resnet18", modality="medical", outputs=("embedding", "sequence"))
@@ -231,13 +235,14 @@ class DenseNet121(MedicalEncoder):
         stem_stride: stride of the 7x7 stem (MONAI and the paper use 2; 1 keeps 64-pixel images 4x4 at the end).
         norm: MONAI norm name, "batch" or "instance".
         patch_size, patch_stride, patch_jitter, embedding: the patch grid (see the module docstring).
+        dropout: on the final feature map in training (see MedicalEncoder).
 
     Embedding and sequence dim: the channels of the last dense block (256 at the defaults).
     """
 
     def __init__(self, in_channels: int = 1, spatial_dims: int = 2, init_features: int = 16, growth_rate: int = 8,
                  bn_size: int = 4, stem_stride: int = 1, norm: str = "batch", patch_size: int = 16,
-                 patch_stride: int = 8, patch_jitter: float = 0.6, embedding: str = "image"):
+                 patch_stride: int = 8, patch_jitter: float = 0.6, embedding: str = "image", dropout: float = 0.0):
         from monai.networks.layers.factories import Conv
         from monai.networks.nets import DenseNet121 as MonaiDenseNet121
 
@@ -253,4 +258,4 @@ class DenseNet121(MedicalEncoder):
             nn.init.kaiming_normal_(features.conv0.weight)
         dim = net.class_layers.out.in_features
         super().__init__(_ReluAfter(OrderedDict(features.named_children())), in_channels, spatial_dims, dim,
-                         patch_size, patch_stride, patch_jitter, embedding)
+                         patch_size, patch_stride, patch_jitter, embedding, dropout)

@@ -138,7 +138,11 @@ class GRUEncoder(nn.Module):
 
     Input:  x (B, in_channels, T), mask (B, T) bool or None.
     Output: "sequence" GRU states (B, T, hidden), "embedding" (B, hidden) their masked mean.
+
+    ``dropout`` acts between GRU layers only (torch's GRU), so it needs ``layers`` >= 2.
     """
+
+    enable_dropout = ("dropout=0.1", "layers=2")  # the settings that make it drop (objectives.simcse reads them)
 
     def __init__(self, in_channels: int = 1, hidden: int = 64, layers: int = 1, dropout: float = 0.0):
         super().__init__()

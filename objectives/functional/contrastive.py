@@ -1,4 +1,4 @@
-"""The contrastive losses: InfoNCE in its forms (CPC, SupCon/NT-Xent, CLIP, ConVIRT), SigLIP's
+"""The contrastive losses: InfoNCE in its forms (CPC, SupCon/NT-Xent, CLIP, ConVIRT, SimCSE), SigLIP's
 sigmoid loss, the triplet and Siamese margin losses.
 
 Each docstring gives the paper, the shapes, what is normalized and how the
@@ -157,6 +157,26 @@ def clip_loss(a: torch.Tensor, b: torch.Tensor, logit_scale, tiled: bool | None 
         ValueError: a and b not both (N, D) with equal shapes.
     """
     return _bidirectional_infonce(a, b, logit_scale, 0.5, tiled, "clip_loss")
+
+
+def infonce_loss(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.05,
+                 tiled: bool | None = None) -> torch.Tensor:
+    """One-directional InfoNCE a -> b, SimCSE's loss (Gao et al. 2021, eq. 4).
+
+    mean_i -log(exp(cos(a_i, b_i) / t) / sum_j exp(cos(a_i, b_j) / t)): row i of a against
+    every row of b, its own pair the target; no a-a negatives. a, b: (N, D), L2-normalized in
+    float32. Under torch.distributed b is gathered (with gradient) and each rank averages its
+    own rows of a, so with equal batches the ranks' mean is the one-process loss. ``tiled`` as
+    in supcon_loss. Returns a float32 scalar.
+
+    Raises:
+        ValueError: a and b not both (N, D) with equal shapes.
+    """
+    check_pairs(a, b, "infonce_loss")
+    a, b = F.normalize(a.float(), dim=-1), F.normalize(b.float(), dim=-1)
+    b_all = gather_with_grad(b)
+    return diagonal_cross_entropy(a / temperature, b_all, rank() * a.shape[0],
+                                  use_tiled(tiled, b_all.shape[0])).mean()
 
 
 def convirt_loss(image: torch.Tensor, text: torch.Tensor, temperature: float = 0.1, lam: float = 0.75,
