@@ -10,9 +10,4 @@ May import only the bottom layer (``config``, ``registry``, ``errors``, ``notes`
 """
 from objectives import cpc  # noqa: F401
 from objectives import ce, clap, convirt, moco, siglip, simclr, supcon, triplet, vicreg  # noqa: F401
-<<<<<<< HEAD
-from objectives import barlow_twins, byol, dcl, simsiam, ts2vec  # noqa: F401
-=======
-from objectives import barlow_twins, byol, dcl, simsiam  # noqa: F401
-from objectives import siamese, simcse  # noqa: F401
->>>>>>> w2-pairs
+from objectives import barlow_twins, byol, dcl, siamese, simcse, simsiam, ts2vec  # noqa: F401

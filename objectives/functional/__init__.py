@@ -1,14 +1,10 @@
 """Pure loss functions: tensors in, scalar out. No modules, no registry.
 
 ``contrastive`` (InfoNCE and its relatives, margin losses), ``debiased`` (false- and hard-negative
-<<<<<<< HEAD
-remedies), ``non_contrastive`` (VICReg and the successors without negatives) and ``temporal``
-(TS2Vec's per-timestamp losses); every loss is importable from here.
-=======
 remedies), ``decoupled`` (DCL / DCLW: InfoNCE without the positive in the denominator),
-``siamese`` (DrLIM's margin loss over all pairs of a batch) and ``non_contrastive`` (VICReg and
-the successors without negatives); every loss is importable from here.
->>>>>>> w2-pairs
+``siamese`` (DrLIM's margin loss over all pairs of a batch), ``non_contrastive`` (VICReg and the
+successors without negatives) and ``temporal`` (TS2Vec's per-timestamp losses); every loss is
+importable from here.
 """
 from objectives.functional.contrastive import (  # noqa: F401
     clip_loss,
@@ -29,12 +25,9 @@ from objectives.functional.non_contrastive import (  # noqa: F401
     simsiam_loss,
     vicreg_loss,
 )
-<<<<<<< HEAD
+from objectives.functional.siamese import siamese_loss  # noqa: F401
 from objectives.functional.temporal import (  # noqa: F401
     hierarchical_contrastive_loss,
     instance_contrastive_loss,
     temporal_contrastive_loss,
 )
-=======
-from objectives.functional.siamese import siamese_loss  # noqa: F401
->>>>>>> w2-pairs
