@@ -37,3 +37,12 @@ def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
     parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, x.contiguous())
     return torch.cat(parts, dim=0)
+
+
+def sum_over_ranks(x: torch.Tensor) -> torch.Tensor:
+    """The sum of every rank's ``x`` (same shape on all), without gradient; ``x`` itself on one rank."""
+    if not is_distributed():
+        return x
+    total = x.detach().clone()
+    dist.all_reduce(total)
+    return total

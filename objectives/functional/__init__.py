@@ -1,8 +1,8 @@
 """Pure loss functions: tensors in, scalar out. No modules, no registry.
 
 ``contrastive`` (InfoNCE and its relatives, margin losses), ``debiased`` (false- and hard-negative
-remedies) and ``non_contrastive`` (VICReg and the successors without negatives); every loss is
-importable from here.
+remedies), ``non_contrastive`` (VICReg and the successors without negatives) and ``distillation``
+(DINO's self-distillation: loss, center, teacher temperature); every loss is importable from here.
 """
 from objectives.functional.contrastive import (  # noqa: F401
     clip_loss,
@@ -15,6 +15,12 @@ from objectives.functional.contrastive import (  # noqa: F401
     triplet_loss,
 )
 from objectives.functional.debiased import debiased_loss  # noqa: F401
+from objectives.functional.distillation import (  # noqa: F401
+    dino_center,
+    dino_loss,
+    teacher_probabilities,
+    teacher_temperature,
+)
 from objectives.functional.non_contrastive import (  # noqa: F401
     barlow_twins_loss,
     byol_loss,
