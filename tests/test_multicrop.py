@@ -25,8 +25,8 @@ OFF = {  # every augmentation probability of each transform at 0: its views are 
     "medical": (MedicalViews, ("crop_p", "affine_p", "flip_p", "intensity_p", "noise_p")),
 }
 # (transform, input shape, local_scale, expected window of every axis after (B, C))
-CASES = [("audio", (3, 1, 1000), 0.4, (400,)), ("sequence", (3, 2, 50), 0.3, (15,)),
-         ("medical", (3, 1, 20, 30), 0.4, (8, 12)), ("medical", (2, 1, 10, 20, 14), 0.5, (5, 10, 7))]
+CASES = [("audio", (3, 1, 999), 0.4, (400,)), ("sequence", (3, 2, 49), 0.3, (15,)),
+         ("medical", (3, 1, 64, 27), 0.4, (26, 11)), ("medical", (2, 1, 9, 20, 13), 0.45, (4, 9, 6))]
 IDS = ["audio", "sequence", "medical-2d", "medical-3d"]
 
 
