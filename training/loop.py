@@ -1,6 +1,7 @@
 """The training loop: one screen, top to bottom.
 
-Each step: next batch -> device -> views (if the objective needs them) ->
+Each step: next batch -> device -> views (if the objective needs them; local views too
+when the transform makes them: multi-crop) ->
 objective loss (under autocast, ``train.precision``) -> backward -> (under
 torchrun: gradients averaged over ranks) -> clip -> optimizer (``optim.name``) -> schedule.
 TensorBoard gets ``train/loss``, every scalar the objective returns,

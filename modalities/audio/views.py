@@ -47,6 +47,8 @@ class AudioViews(LocalCrops, nn.Module):
         snr_db_min, snr_db_max: noise SNR range in dB.
         freq_masks, freq_mask_max: band-stop count and widest band, as a fraction of 0..Nyquist.
         time_masks, time_mask_max: zeroed span count and longest span, as a fraction of T.
+        local_views, local_scale: multi-crop (``modalities/crops.py``): ``local_crops(x, generator)`` makes
+            ``local_views`` more views, each cut to a random window of ``local_scale`` of every extent.
 
     Raises:
         ValueError: a probability outside [0, 1], n_views < 1, an empty or reversed range,

@@ -60,6 +60,8 @@ class MedicalViews(LocalCrops, nn.Module):
         flip_p: mirror left-right.
         intensity_p, intensity_scale, intensity_shift: x * (1 + U(-scale, scale)) + U(-shift, shift).
         noise_p, noise_std: add N(0, sigma^2) noise, sigma ~ U(0, noise_std) per view.
+        local_views, local_scale: multi-crop (``modalities/crops.py``): ``local_crops(x, generator)`` makes
+            ``local_views`` more views, each cut to a random window of ``local_scale`` of every extent.
 
     Raises:
         ValueError: n_views < 1, a probability outside [0, 1], crop_min_area outside (0, 1],

@@ -51,6 +51,8 @@ class SequenceViews(LocalCrops, nn.Module):
             (never all channels of a series).
         permute_p, permute_segments: cut into equal segments and shuffle them.
         jitter_p, jitter_std: add Gaussian noise of ``jitter_std`` times the series' own std.
+        local_views, local_scale: multi-crop (``modalities/crops.py``): ``local_crops(x, generator)`` makes
+            ``local_views`` more views, each cut to a random window of ``local_scale`` of every extent.
     """
 
     def __init__(self, n_views: int = 2, crop_p: float = 0.5, crop_min: float = 0.6,
