@@ -10,4 +10,4 @@ May import only the bottom layer (``config``, ``registry``, ``errors``, ``notes`
 """
 from objectives import cpc  # noqa: F401
 from objectives import ce, clap, convirt, moco, siglip, simclr, supcon, triplet, vicreg  # noqa: F401
-from objectives import barlow_twins, byol, dcl, siamese, simcse, simsiam, ts2vec  # noqa: F401
+from objectives import barlow_twins, byol, dcl, dino, siamese, simcse, simsiam, ts2vec  # noqa: F401

@@ -56,3 +56,12 @@ def from_rank_zero(x: torch.Tensor) -> torch.Tensor:
     x = x.clone()
     dist.broadcast(x, src=0)
     return x
+
+
+def sum_over_ranks(x: torch.Tensor) -> torch.Tensor:
+    """The sum of every rank's ``x`` (same shape on all), without gradient; ``x`` itself on one rank."""
+    if not is_distributed():
+        return x
+    total = x.detach().clone()
+    dist.all_reduce(total)
+    return total

@@ -20,14 +20,14 @@ def encode_batch(encoder, batch: dict, x: torch.Tensor | None = None) -> dict:
 
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int, n_layers: int = 2, batch_norm: bool = False,
-        last_bias: bool = True) -> nn.Sequential:
+        last_bias: bool = True, activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
     """A projection head: ``n_layers - 1`` blocks Linear(-BatchNorm1d)-ReLU, then a Linear.
 
     n_layers = 1 is a single Linear(in_dim, out_dim); n_layers = 2 is SimCLR's
     and SupCon's Linear-ReLU-Linear. With ``batch_norm`` the Linear layers that
     feed a BatchNorm have no bias (BatchNorm subtracts it: its gradient would be
     zero). ``last_bias=False`` drops the final bias (VICReg's expander: its
-    loss is invariant to a shift of both branches).
+    loss is invariant to a shift of both branches). ``activation`` replaces ReLU (DINO's head: GELU).
     Shapes: (N, in_dim) -> (N, out_dim).
 
     Raises:
@@ -41,7 +41,7 @@ def mlp(in_dim: int, hidden_dim: int, out_dim: int, n_layers: int = 2, batch_nor
         layers.append(nn.Linear(dim, hidden_dim, bias=not batch_norm))
         if batch_norm:
             layers.append(nn.BatchNorm1d(hidden_dim))
-        layers.append(nn.ReLU())
+        layers.append(activation())
         dim = hidden_dim
     layers.append(nn.Linear(dim, out_dim, bias=last_bias))
     return nn.Sequential(*layers)

@@ -32,12 +32,12 @@ NEEDS = {
     "clap": {"text", "embedding"}, "convirt": {"text", "embedding"}, "siglip": {"text", "embedding"},
     "byol": {"views", "embedding"}, "simsiam": {"views", "embedding"}, "barlow_twins": {"views", "embedding"},
     "dcl": {"views", "embedding"}, "ts2vec": {"series", "sequence"}, "contrastive": {"views", "embedding"},
-    "simcse": {"embedding"},
+    "simcse": {"embedding"}, "dino": {"views", "embedding"},
 }
 
 # Frozen momentum copies: (objective, attribute) pairs whose parameters take no gradient.
 MOMENTUM_COPIES = {("moco", "key_encoder"), ("moco", "key_head"), ("byol", "target_encoder"),
-                   ("byol", "target_projector")}
+                   ("byol", "target_projector"), ("dino", "teacher_encoder"), ("dino", "teacher_head")}
 # Objectives whose head starts with batch normalization of the encoder's output (their papers' heads).
 BATCH_NORM_FIRST = {"vicreg", "barlow_twins", "byol", "simsiam"}
 

@@ -1,6 +1,7 @@
 """The training loop: one screen, top to bottom.
 
-Each step: next batch -> device -> views (if the objective needs them) ->
+Each step: next batch -> device -> views (if the objective needs them; local views too
+when the transform makes them: multi-crop) ->
 objective loss (under autocast, ``train.precision``) -> backward -> (under
 torchrun: gradients averaged over ranks) -> clip -> optimizer (``optim.name``) -> schedule.
 TensorBoard gets ``train/loss``, every scalar the objective returns,
@@ -18,6 +19,7 @@ import time
 
 import torch
 
+from core.notes import say_once
 from core.process_group import is_main, rank, world_size
 from training import checkpoint, grad_cache
 from training.budget import epochs_done
@@ -36,8 +38,16 @@ def view_generator(seed: int, step: int, device, rank: int = 0) -> torch.Generat
 
 
 def add_views(batch: dict, views, seed: int, step: int, device, rank: int = 0) -> dict:
+    """batch["views"] (B, V, ...) and, when the transform makes ``local_views`` (multi-crop),
+    batch["local_views"] (B, L, ...smaller), all drawn from the step's one generator."""
     if views is not None:
-        batch["views"] = views(batch["x"], generator=view_generator(seed, step, device, rank))
+        generator = view_generator(seed, step, device, rank)
+        batch["views"] = views(batch["x"], generator=generator)
+        if getattr(views, "local_views", 0) and "mask" in batch:
+            say_once("local views skipped: series of unequal length (padded, with a mask) have no common "
+                     "window; the student sees the global views only")
+        elif getattr(views, "local_views", 0):
+            batch["local_views"] = views.local_crops(batch["x"], generator=generator)
     return batch
 
 

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from core.registry import register
+from modalities.crops import LocalCrops
 
 
 def take(x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
@@ -36,7 +37,7 @@ def take(x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
 
 
 @register("views", "audio_views", modality="audio", provides=("views",))
-class AudioViews(nn.Module):
+class AudioViews(LocalCrops, nn.Module):
     """``n_views`` augmented copies of every clip: (B, 1, T) -> (B, V, 1, T).
 
     Args (each ``*_p`` is the per-view probability of that augmentation; see the module docstring):
@@ -46,6 +47,8 @@ class AudioViews(nn.Module):
         snr_db_min, snr_db_max: noise SNR range in dB.
         freq_masks, freq_mask_max: band-stop count and widest band, as a fraction of 0..Nyquist.
         time_masks, time_mask_max: zeroed span count and longest span, as a fraction of T.
+        local_views, local_scale: multi-crop (``modalities/crops.py``): ``local_crops(x, generator)`` makes
+            ``local_views`` more views, each cut to a random window of ``local_scale`` of every extent.
 
     Raises:
         ValueError: a probability outside [0, 1], n_views < 1, an empty or reversed range,
@@ -57,7 +60,8 @@ class AudioViews(nn.Module):
                  gain_p: float = 0.8, gain_db_min: float = -10.0, gain_db_max: float = 6.0,
                  noise_p: float = 0.5, snr_db_min: float = 5.0, snr_db_max: float = 30.0,
                  freq_mask_p: float = 0.5, freq_masks: int = 1, freq_mask_max: float = 0.15,
-                 time_mask_p: float = 0.5, time_masks: int = 2, time_mask_max: float = 0.1):
+                 time_mask_p: float = 0.5, time_masks: int = 2, time_mask_max: float = 0.1,
+                 local_views: int = 0, local_scale: float = 0.4):
         super().__init__()
         self.p = dict(crop_p=crop_p, shift_p=shift_p, gain_p=gain_p, noise_p=noise_p,
                       freq_mask_p=freq_mask_p, time_mask_p=time_mask_p)
@@ -74,13 +78,15 @@ class AudioViews(nn.Module):
         self.gain_db, self.snr_db = (gain_db_min, gain_db_max), (snr_db_min, snr_db_max)
         self.freq_masks, self.freq_mask_max = freq_masks, freq_mask_max
         self.time_masks, self.time_mask_max = time_masks, time_mask_max
+        self.init_local(local_views, local_scale)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, generator: torch.Generator, n_views: int | None = None) -> torch.Tensor:
+        n_views = self.n_views if n_views is None else n_views  # local_crops asks for local_views
         if x.dim() != 3 or x.shape[1] != 1:
             raise ValueError(f"expected mono audio of shape (B, 1, T), got {tuple(x.shape)}")
         b, _, t = x.shape
-        n, dev = b * self.n_views, x.device
-        v = x.unsqueeze(1).expand(b, self.n_views, 1, t).reshape(n, 1, t)
+        n, dev = b * n_views, x.device
+        v = x.unsqueeze(1).expand(b, n_views, 1, t).reshape(n, 1, t)
 
         def rand(*shape):
             return torch.rand(*shape, generator=generator, device=dev)
@@ -127,4 +133,4 @@ class AudioViews(nn.Module):
         begin = (rand(n, self.time_masks, 1) * (t - span + 1)).long()
         masked = ((steps >= begin) & (steps < begin + span)).any(dim=1, keepdim=True)  # (N, 1, T)
         v = torch.where(on & masked, torch.zeros_like(v), v)
-        return v.reshape(b, self.n_views, 1, t)
+        return v.reshape(b, n_views, 1, t)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.registry import register
+from modalities.crops import LocalCrops
 
 
 def _matrix(rows) -> torch.Tensor:
@@ -47,7 +48,7 @@ def rotations(angles: torch.Tensor) -> torch.Tensor:
 
 
 @register("views", "medical_views", modality="medical", provides=("views",))
-class MedicalViews(nn.Module):
+class MedicalViews(LocalCrops, nn.Module):
     """``n_views`` augmented copies: (B, C, H, W) -> (B, V, C, H, W), or 3D (B, C, D, H, W) -> (B, V, C, D, H, W).
 
     Args (each ``*_p`` is the per-view probability of that augmentation):
@@ -59,6 +60,8 @@ class MedicalViews(nn.Module):
         flip_p: mirror left-right.
         intensity_p, intensity_scale, intensity_shift: x * (1 + U(-scale, scale)) + U(-shift, shift).
         noise_p, noise_std: add N(0, sigma^2) noise, sigma ~ U(0, noise_std) per view.
+        local_views, local_scale: multi-crop (``modalities/crops.py``): ``local_crops(x, generator)`` makes
+            ``local_views`` more views, each cut to a random window of ``local_scale`` of every extent.
 
     Raises:
         ValueError: n_views < 1, a probability outside [0, 1], crop_min_area outside (0, 1],
@@ -69,7 +72,8 @@ class MedicalViews(nn.Module):
                  crop_max_aspect: float = 1.333, affine_p: float = 0.5, rotate_deg: float = 10.0,
                  scale: float = 0.1, translate: float = 0.05, flip_p: float = 0.5,
                  intensity_p: float = 0.8, intensity_scale: float = 0.2, intensity_shift: float = 0.1,
-                 noise_p: float = 0.5, noise_std: float = 0.03):
+                 noise_p: float = 0.5, noise_std: float = 0.03,
+                 local_views: int = 0, local_scale: float = 0.4):
         super().__init__()
         self.p = dict(crop_p=crop_p, affine_p=affine_p, flip_p=flip_p, intensity_p=intensity_p, noise_p=noise_p)
         bad = {k: v for k, v in self.p.items() if not 0.0 <= v <= 1.0}
@@ -84,13 +88,15 @@ class MedicalViews(nn.Module):
         self.n_views, self.crop_min_area, self.crop_max_aspect = n_views, crop_min_area, crop_max_aspect
         self.rotate, self.scale, self.translate = math.radians(rotate_deg), scale, translate
         self.intensity_scale, self.intensity_shift, self.noise_std = intensity_scale, intensity_shift, noise_std
+        self.init_local(local_views, local_scale)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, generator: torch.Generator, n_views: int | None = None) -> torch.Tensor:
+        n_views = self.n_views if n_views is None else n_views  # local_crops asks for local_views
         if x.dim() not in (4, 5):
             raise ValueError(f"expected x of shape (B, C, H, W) or (B, C, D, H, W), got {tuple(x.shape)}")
         b, c, *spatial = x.shape
-        n, dims, dev = b * self.n_views, len(spatial), x.device
-        v = x.unsqueeze(1).expand(b, self.n_views, *x.shape[1:]).reshape(n, c, *spatial)
+        n, dims, dev = b * n_views, len(spatial), x.device
+        v = x.unsqueeze(1).expand(b, n_views, *x.shape[1:]).reshape(n, c, *spatial)
 
         def rand(*shape):  # U(0, 1), float32 on x's device
             return torch.rand(*shape, generator=generator, device=dev)
@@ -133,4 +139,4 @@ class MedicalViews(nn.Module):
         sigma = self.noise_std * rand(n, *ones)
         noise = torch.randn(v.shape, generator=generator, device=dev)
         v = torch.where(on, v + (sigma * noise).to(v.dtype), v)
-        return v.reshape(b, self.n_views, c, *spatial)
+        return v.reshape(b, n_views, c, *spatial)

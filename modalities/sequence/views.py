@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.registry import register
+from modalities.crops import LocalCrops
 
 
 def resample(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -36,7 +37,7 @@ def smooth_curves(knots: torch.Tensor, length: int) -> torch.Tensor:
 
 
 @register("views", "sequence_views", modality="sequence", provides=("views",))
-class SequenceViews(nn.Module):
+class SequenceViews(LocalCrops, nn.Module):
     """``n_views`` augmented copies of every series: (B, C, T) -> (B, V, C, T).
 
     Args (each ``*_p`` is the per-view probability of that augmentation):
@@ -50,6 +51,8 @@ class SequenceViews(nn.Module):
             (never all channels of a series).
         permute_p, permute_segments: cut into equal segments and shuffle them.
         jitter_p, jitter_std: add Gaussian noise of ``jitter_std`` times the series' own std.
+        local_views, local_scale: multi-crop (``modalities/crops.py``): ``local_crops(x, generator)`` makes
+            ``local_views`` more views, each cut to a random window of ``local_scale`` of every extent.
     """
 
     def __init__(self, n_views: int = 2, crop_p: float = 0.5, crop_min: float = 0.6,
@@ -58,7 +61,8 @@ class SequenceViews(nn.Module):
                  scaling_p: float = 0.5, scaling_std: float = 0.2,
                  channel_dropout_p: float = 0.2, channel_drop_rate: float = 0.3,
                  permute_p: float = 0.1, permute_segments: int = 4,
-                 jitter_p: float = 0.8, jitter_std: float = 0.05):
+                 jitter_p: float = 0.8, jitter_std: float = 0.05,
+                 local_views: int = 0, local_scale: float = 0.4):
         super().__init__()
         if n_views < 1 or not 0 < crop_min <= 1 or warp_knots < 2 or permute_segments < 1:
             raise ValueError("need n_views >= 1, 0 < crop_min <= 1, warp_knots >= 2 and permute_segments >= 1")
@@ -72,12 +76,14 @@ class SequenceViews(nn.Module):
         self.p = probs
         self.time_warp_strength, self.magnitude_warp_std = time_warp_strength, magnitude_warp_std
         self.scaling_std, self.jitter_std = scaling_std, jitter_std
+        self.init_local(local_views, local_scale)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, generator: torch.Generator, n_views: int | None = None) -> torch.Tensor:
+        n_views = self.n_views if n_views is None else n_views  # local_crops asks for local_views
         if x.dim() != 3:
             raise ValueError(f"expected x of shape (B, C, T), got {tuple(x.shape)}")
         b, c, t = x.shape
-        v = x.unsqueeze(1).expand(b, self.n_views, c, t).reshape(b * self.n_views, c, t)
+        v = x.unsqueeze(1).expand(b, n_views, c, t).reshape(b * n_views, c, t)
         n, dev = v.shape[0], x.device
 
         def rand(*shape):
@@ -125,4 +131,4 @@ class SequenceViews(nn.Module):
         on = chosen("jitter_p")
         scale = v.std(dim=2, keepdim=True) if t > 1 else torch.ones_like(v[..., :1])
         v = torch.where(on, v + self.jitter_std * scale * randn(n, c, t), v)
-        return v.reshape(b, self.n_views, c, t)
+        return v.reshape(b, n_views, c, t)

@@ -3,8 +3,8 @@
 ``contrastive`` (InfoNCE and its relatives, margin losses), ``debiased`` (false- and hard-negative
 remedies), ``decoupled`` (DCL / DCLW: InfoNCE without the positive in the denominator),
 ``siamese`` (DrLIM's margin loss over all pairs of a batch), ``non_contrastive`` (VICReg and the
-successors without negatives) and ``temporal`` (TS2Vec's per-timestamp losses); every loss is
-importable from here.
+successors without negatives), ``distillation`` (DINO's self-distillation: loss, center, teacher
+temperature) and ``temporal`` (TS2Vec's per-timestamp losses); every loss is importable from here.
 """
 from objectives.functional.contrastive import (  # noqa: F401
     clip_loss,
@@ -19,6 +19,12 @@ from objectives.functional.contrastive import (  # noqa: F401
 )
 from objectives.functional.debiased import debiased_loss  # noqa: F401
 from objectives.functional.decoupled import decoupled_loss  # noqa: F401
+from objectives.functional.distillation import (  # noqa: F401
+    dino_center,
+    dino_loss,
+    teacher_probabilities,
+    teacher_temperature,
+)
 from objectives.functional.non_contrastive import (  # noqa: F401
     barlow_twins_loss,
     byol_loss,
