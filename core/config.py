@@ -30,17 +30,32 @@ class ConfigError(UserError, ValueError):
     """A config file, key or value that cannot be used."""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader refusing a key repeated in one mapping (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key '{key}' appears twice in one mapping",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: Path) -> dict:
     """Read one YAML mapping; an empty file is an empty dict.
 
     Raises:
-        ConfigError: missing file, invalid YAML, or a top level that is not a mapping.
+        ConfigError: missing file, invalid YAML (a key repeated in one mapping included), or a top
+            level that is not a mapping.
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as err:
         raise ConfigError(f"config file '{path}' is not valid YAML: {err}".replace("\n", " ")) from None
     if data is None:

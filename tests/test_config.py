@@ -61,6 +61,10 @@ def test_malformed_override_and_bad_yaml(tmp_path):
     bad.write_text("train: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config("audio", "cpc", str(bad))
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("train:\n  steps: 5\noptim:\n  lr: 0.1\ntrain:\n  steps: 7\n")
+    with pytest.raises(ConfigError, match="key 'train' appears twice.*line 5"):
+        load_config("audio", "cpc", str(twice))
 
 
 def test_modality_objective_defaults_sit_between_objective_file_and_overrides():
