@@ -16,7 +16,8 @@ from objectives.parts import encode_views, mlp, normalized_std
 class DINOHead(nn.Module):
     """DINO's projection head (Caron et al. 2021, section 3.1 and the reference ``DINOHead``).
 
-    Linear-GELU-Linear-GELU-Linear to ``bottleneck_dim``, L2 normalization, then a
+    Linear-GELU-Linear-GELU-Linear to ``bottleneck_dim`` (with ``batch_norm``, a BatchNorm1d after
+    each hidden Linear: the reference's ``use_bn``), L2 normalization, then a
     weight-normalized linear layer without bias to ``out_dim`` whose weight norm is fixed to 1
     (the reference's ``norm_last_layer=True``): each logit is the cosine of the bottleneck with a
     prototype row, in [-1, 1]. Linear weights start from a truncated normal of std 0.02, as the
@@ -24,13 +25,14 @@ class DINOHead(nn.Module):
     logits (..., out_dim).
     """
 
-    def __init__(self, in_dim: int, hidden_dim: int, bottleneck_dim: int, out_dim: int):
+    def __init__(self, in_dim: int, hidden_dim: int, bottleneck_dim: int, out_dim: int, batch_norm: bool = False):
         super().__init__()
-        self.mlp = mlp(in_dim, hidden_dim, bottleneck_dim, n_layers=3, activation=nn.GELU)
+        self.mlp = mlp(in_dim, hidden_dim, bottleneck_dim, n_layers=3, batch_norm=batch_norm, activation=nn.GELU)
         for layer in self.mlp:
             if isinstance(layer, nn.Linear):
                 nn.init.trunc_normal_(layer.weight, std=0.02)
-                nn.init.zeros_(layer.bias)
+                if layer.bias is not None:
+                    nn.init.zeros_(layer.bias)
         self.prototypes = nn.Parameter(torch.empty(out_dim, bottleneck_dim))
         nn.init.kaiming_uniform_(self.prototypes, a=math.sqrt(5))  # nn.Linear's default, as the reference's
 
@@ -70,14 +72,14 @@ class DINO(nn.Module):
     def __init__(self, encoders: dict, out_dim: int = 1024, hidden_dim: int = 512, bottleneck_dim: int = 128,
                  student_temp: float = 0.1, teacher_temp: float = 0.07, warmup_teacher_temp: float = 0.04,
                  warmup_teacher_temp_steps: int = 30, center_momentum: float = 0.9, momentum: float = 0.99,
-                 momentum_schedule: str = "cosine", freeze_last_layer_steps: int = 0):
+                 momentum_schedule: str = "cosine", freeze_last_layer_steps: int = 0, head_batch_norm: bool = False):
         super().__init__()
         momentum_at(momentum, 0, 1, momentum_schedule)  # bad settings fail here, not at step 1
         teacher_temperature(0, warmup_teacher_temp, teacher_temp, warmup_teacher_temp_steps)
         if student_temp <= 0 or not 0 <= center_momentum <= 1 or freeze_last_layer_steps < 0:
             raise ValueError(f"need student_temp > 0, 0 <= center_momentum <= 1 and freeze_last_layer_steps >= 0, "
                              f"got {student_temp}, {center_momentum}, {freeze_last_layer_steps}")
-        self.head = DINOHead(encoders["x"].dims["embedding"], hidden_dim, bottleneck_dim, out_dim)
+        self.head = DINOHead(encoders["x"].dims["embedding"], hidden_dim, bottleneck_dim, out_dim, head_batch_norm)
         self.teacher_encoder = frozen_copy(encoders["x"])
         self.teacher_head = frozen_copy(self.head)
         self.student_temp, self.center_momentum = student_temp, center_momentum
