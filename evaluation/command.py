@@ -15,8 +15,13 @@ from pathlib import Path
 
 import modalities  # noqa: F401  (registers encoders, datasets, views)
 import objectives  # noqa: F401  (registers objectives)
+from torch.utils.tensorboard import SummaryWriter
+
 from core.errors import UserError, report
-from training.run_dir import load_trained_run_config
+from evaluation.protocols import check_protocol, evaluate_run
+from training import checkpoint
+from training.build import build_model_and_data, initial_encoder, pick_device
+from training.run_dir import CHECKPOINT, identity, load_trained_run_config, read_results, write_results
 
 
 def parse_args(argv):
@@ -46,13 +51,6 @@ def evaluate_dir(run_dir: Path, overrides=()) -> dict:
         UserError: not a run directory, an override other than eval.*/device, a checkpoint that
             does not fit the model of the run's config, or what the protocols raise.
     """
-    from torch.utils.tensorboard import SummaryWriter
-
-    from evaluation.protocols import check_protocol, evaluate_run
-    from training import checkpoint
-    from training.build import build_model_and_data, initial_encoder, pick_device
-    from training.run_dir import CHECKPOINT, identity, read_results, write_results
-
     check_eval_overrides(overrides)
     cfg = load_trained_run_config(run_dir, overrides)
     check_protocol(cfg)

@@ -97,6 +97,8 @@ def ranks_reference(items, captions):
 def test_retrieval_equals_ranks_recomputed_from_the_checkpoint(trained_clap):
     """R@k and median rank of results.json against ranks counted in float64 loops from the joint-space
     embeddings of the checkpoint's model (16 test clips, each with its own caption)."""
+    import modalities  # noqa: F401  (registers datasets and encoders)
+    import objectives  # noqa: F401  (registers objectives)
     from training.build import build_model_and_data
     from training.run_dir import load_trained_run_config
 
