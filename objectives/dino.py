@@ -37,7 +37,7 @@ class DINOHead(nn.Module):
         nn.init.kaiming_uniform_(self.prototypes, a=math.sqrt(5))  # nn.Linear's default, as the reference's
 
     def forward(self, h: torch.Tensor, freeze_prototypes: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        bottleneck = self.mlp(h)
+        bottleneck = self.mlp(h.flatten(0, -2)).unflatten(0, h.shape[:-1])  # BatchNorm1d takes (N, D) only
         # Frozen: no gradient reaches the prototypes, so the optimizer skips them (the reference
         # sets their gradient to None in its first epoch).
         weight = self.prototypes.detach() if freeze_prototypes else self.prototypes
@@ -72,7 +72,7 @@ class DINO(nn.Module):
     def __init__(self, encoders: dict, out_dim: int = 1024, hidden_dim: int = 512, bottleneck_dim: int = 128,
                  student_temp: float = 0.1, teacher_temp: float = 0.07, warmup_teacher_temp: float = 0.04,
                  warmup_teacher_temp_steps: int = 30, center_momentum: float = 0.9, momentum: float = 0.99,
-                 momentum_schedule: str = "cosine", freeze_last_layer_steps: int = 0, head_batch_norm: bool = False):
+                 momentum_schedule: str = "cosine", freeze_last_layer_steps: int = 0, head_batch_norm: bool = True):
         super().__init__()
         momentum_at(momentum, 0, 1, momentum_schedule)  # bad settings fail here, not at step 1
         teacher_temperature(0, warmup_teacher_temp, teacher_temp, warmup_teacher_temp_steps)

@@ -23,8 +23,8 @@ class SiameseContrastive(nn.Module):
     (with ``use_labels``, any two rows sharing ``batch["label"]``), every other pair dissimilar,
     y D^2 + (1 - y) max(0, margin - D)^2. ``normalize``: rows L2-normalized first, so D lies in
     [0, 2]; the default margin 1 stops pushing a dissimilar pair once its cosine is below 0.5.
-    ``balanced``: the similar and dissimilar pairs averaged apart and added (default: one mean
-    over all pairs, the paper's formula).
+    ``balanced`` (default): the similar and dissimilar pairs averaged apart and added; false: one
+    mean over all pairs, the paper's formula, where the few similar pairs weigh little.
 
     Logs, over this rank's rows: ``pos_dist`` and ``neg_dist`` (mean distance of similar and
     dissimilar pairs), ``neg_in_margin`` (fraction of dissimilar pairs closer than the margin,
@@ -37,7 +37,7 @@ class SiameseContrastive(nn.Module):
     """
 
     def __init__(self, encoders: dict, proj_dim: int = 128, margin: float = 1.0, normalize: bool = True,
-                 use_labels: bool = False, balanced: bool = False):
+                 use_labels: bool = False, balanced: bool = True):
         super().__init__()
         if normalize and not 0 < margin <= 2:
             raise UserError(f"contrastive: with normalize=true distances lie in [0, 2], so the margin must be "

@@ -114,7 +114,9 @@ class PoolEncoder(nn.Module):
 def make(**options):
     torch.manual_seed(0)
     encoders = {"x": PoolEncoder()}
-    options = {"out_dim": 16, "hidden_dim": 12, "bottleneck_dim": 6, **options}
+    # No BatchNorm in the head: its per-rank batch statistics would make two ranks differ from one
+    # process by design (the registry-wide tests in test_objectives.py build the default, with it).
+    options = {"out_dim": 16, "hidden_dim": 12, "bottleneck_dim": 6, "head_batch_norm": False, **options}
     return encoders, registry.build("objective", "dino", encoders=encoders, **options)
 
 

@@ -39,7 +39,7 @@ NEEDS = {
 MOMENTUM_COPIES = {("moco", "key_encoder"), ("moco", "key_head"), ("byol", "target_encoder"),
                    ("byol", "target_projector"), ("dino", "teacher_encoder"), ("dino", "teacher_head")}
 # Objectives whose head starts with batch normalization of the encoder's output (their papers' heads).
-BATCH_NORM_FIRST = {"vicreg", "barlow_twins", "byol", "simsiam"}
+BATCH_NORM_FIRST = {"vicreg", "barlow_twins", "byol", "simsiam", "dino"}
 
 
 class TinyEncoder(nn.Module):
