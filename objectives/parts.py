@@ -1,6 +1,7 @@
 """Pieces the objective modules share: feeding a batch to an encoder (``encode_batch``,
 ``encode_views``: padding masks are never forgotten), projection MLPs (``mlp``) and the
-similarity statistics they log (``pair_stats``, ``normalized_std``)."""
+similarity statistics they log (``pair_stats``, ``normalized_std``); ``project_views`` encodes every
+view and applies a head."""
 from __future__ import annotations
 
 import torch
@@ -60,6 +61,12 @@ def encode_views(encoder: nn.Module, batch: dict) -> torch.Tensor:
     masks = {"mask": batch["mask"].repeat_interleave(n_views, dim=0)} if "mask" in batch else {}
     embedding = encode_batch(encoder, masks, x=flat)["embedding"]
     return rearrange(embedding, "(b v) d -> b v d", v=n_views)
+
+
+def project_views(encoder: nn.Module, head: nn.Module, batch: dict) -> torch.Tensor:
+    """Every view encoded (``encode_views``) and projected by ``head`` in one call: (B, V, P)."""
+    embeddings = encode_views(encoder, batch)  # (B, V, D)
+    return rearrange(head(rearrange(embeddings, "b v d -> (b v) d")), "(b v) p -> b v p", b=len(embeddings))
 
 
 @torch.no_grad()

@@ -10,7 +10,7 @@ from core.errors import UserError
 from core.registry import register
 from objectives.functional import siamese_loss
 from objectives.functional.siamese import squared_distances
-from objectives.parts import encode_views, mlp, pair_stats
+from objectives.parts import mlp, pair_stats, project_views
 
 
 @register("objective", "contrastive", needs=("views", "embedding"))
@@ -48,9 +48,7 @@ class SiameseContrastive(nn.Module):
 
     def represent(self, encoders: dict, batch: dict) -> dict:
         """{"z": (B, V, proj_dim)}: every view encoded and projected, per sample."""
-        embeddings = encode_views(encoders["x"], batch)  # (B, V, D)
-        return {"z": rearrange(self.head(rearrange(embeddings, "b v d -> (b v) d")), "(b v) p -> b v p",
-                               b=len(embeddings))}
+        return {"z": project_views(encoders["x"], self.head, batch)}
 
     def loss_from(self, reps: dict, batch: dict) -> dict:
         z = reps["z"]

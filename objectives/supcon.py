@@ -1,11 +1,10 @@
 """Supervised contrastive objective (SupCon)."""
 from __future__ import annotations
 
-from einops import rearrange
 from torch import nn
 
 from objectives.functional import decoupled_loss, supcon_loss
-from objectives.parts import encode_views, mlp, pair_stats
+from objectives.parts import mlp, pair_stats, project_views
 from core.errors import UserError
 from core.registry import register
 
@@ -57,9 +56,7 @@ class SupCon(nn.Module):
 
     def represent(self, encoders: dict, batch: dict) -> dict:
         """{"z": (B, V, proj_dim)}: every view encoded and projected, per sample."""
-        embeddings = encode_views(encoders["x"], batch)  # (B, V, D)
-        return {"z": rearrange(self.head(rearrange(embeddings, "b v d -> (b v) d")), "(b v) p -> b v p",
-                               b=len(embeddings))}
+        return {"z": project_views(encoders["x"], self.head, batch)}
 
     def loss_from(self, reps: dict, batch: dict) -> dict:
         """The in-batch SupCon (or decoupled) loss over every row of ``reps["z"]`` (gathered across ranks)."""

@@ -1,6 +1,7 @@
 """Shared test settings: the repository on sys.path and tiny run overrides."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -46,3 +47,31 @@ def run_cli(*args, cwd=ROOT, timeout=300) -> subprocess.CompletedProcess:
 @pytest.fixture
 def tiny_audio():
     return list(TINY_AUDIO)
+
+
+@contextlib.contextmanager
+def gloo_group(rank: int, world: int, out_dir: str):
+    """This process as rank ``rank`` of a ``world``-process gloo group, for a worker started by
+    ``spawn_ranks``: a file rendezvous in ``out_dir`` (no port to race for), gloo pinned to
+    loopback, one thread; the group is destroyed on exit."""
+    import torch
+    import torch.distributed as dist
+
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{os.path.join(out_dir, 'rendezvous')}",
+                            rank=rank, world_size=world)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def spawn_ranks(worker, world: int, out_dir: str) -> list:
+    """Run ``worker(rank, out_dir)`` in ``world`` processes, each of which saves
+    ``out_dir/rank{rank}.pt``; returns what they saved, in rank order."""
+    import torch
+    import torch.multiprocessing as mp
+
+    mp.spawn(worker, args=(out_dir,), nprocs=world, join=True)
+    return [torch.load(os.path.join(out_dir, f"rank{r}.pt")) for r in range(world)]

@@ -9,11 +9,10 @@ import os
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
 import objectives  # noqa: F401  (registers dino)
+from conftest import gloo_group, spawn_ranks
 from core import registry
 from objectives import functional as L
 from objectives.momentum import momentum_at
@@ -211,25 +210,18 @@ def two_steps(rows):
 
 
 def worker(rank, out_dir):
-    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{os.path.join(out_dir, 'rendezvous')}",
-                            rank=rank, world_size=WORLD)
-    try:
+    with gloo_group(rank, WORLD, out_dir):
         half = slice(rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD)
         uneven = slice(0, 3) if rank == 0 else slice(3, BATCH)  # 3 and 5 rows: the center counts rows
         teacher = logits(5, b=BATCH, views=2, k=6)
         result = {"steps": two_steps(half), "uneven_center": L.dino_center(torch.ones(6), teacher[uneven], 0.8)}
         torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
 def per_rank(tmp_path_factory):
     out_dir = str(tmp_path_factory.mktemp("ddp_dino"))
-    mp.spawn(worker, args=(out_dir,), nprocs=WORLD, join=True)
-    return [torch.load(os.path.join(out_dir, f"rank{r}.pt")) for r in range(WORLD)]
+    return spawn_ranks(worker, WORLD, out_dir)
 
 
 def test_two_ranks_equal_one_process(per_rank):

@@ -11,9 +11,8 @@ import os
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
+from conftest import gloo_group, spawn_ranks
 from objectives import functional as L
 
 WORLD = 2
@@ -62,25 +61,17 @@ def loss_and_grads(name, views, labels):
 
 
 def worker(rank, out_dir):
-    # A file rendezvous (no port to race for) and gloo pinned to loopback.
-    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{os.path.join(out_dir, 'rendezvous')}",
-                            rank=rank, world_size=WORLD)
-    try:
+    with gloo_group(rank, WORLD, out_dir):
         views = make_inputs()
         rows = slice(rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD)
         results = {name: loss_and_grads(name, views[rows], LABELS[rows]) for name in CASES}
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
 def per_rank(tmp_path_factory):
     out_dir = str(tmp_path_factory.mktemp("ddp"))
-    mp.spawn(worker, args=(out_dir,), nprocs=WORLD, join=True)
-    return [torch.load(os.path.join(out_dir, f"rank{r}.pt")) for r in range(WORLD)]
+    return spawn_ranks(worker, WORLD, out_dir)
 
 
 @pytest.mark.parametrize("name", CASES)

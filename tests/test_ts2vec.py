@@ -6,10 +6,9 @@ import os
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
+from conftest import gloo_group, spawn_ranks
 from objectives import functional as L
 from objectives import ts2vec as T2V
 
@@ -180,11 +179,7 @@ def loss_and_grads(name, x1, x2):
 
 
 def worker(rank, out_dir):
-    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{os.path.join(out_dir, 'rendezvous')}",
-                            rank=rank, world_size=WORLD)
-    try:
+    with gloo_group(rank, WORLD, out_dir):
         x1, x2 = make_series()
         rows = slice(rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD)
         results = {name: loss_and_grads(name, x1[rows], x2[rows]) for name in LOSSES}
@@ -193,15 +188,12 @@ def worker(rank, out_dir):
         crop = T2V.draw_crop(torch.zeros(3, dtype=torch.long), end, 2, torch.device("cpu"))
         results["crop"] = (crop.length, crop.left, crop.eleft, crop.eright)
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
 def per_rank(tmp_path_factory):
     out_dir = str(tmp_path_factory.mktemp("ts2vec_ddp"))
-    mp.spawn(worker, args=(out_dir,), nprocs=WORLD, join=True)
-    return [torch.load(os.path.join(out_dir, f"rank{r}.pt")) for r in range(WORLD)]
+    return spawn_ranks(worker, WORLD, out_dir)
 
 
 @pytest.mark.parametrize("name", list(LOSSES))
