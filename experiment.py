@@ -18,6 +18,7 @@ from core.process_group import is_main, world_size
 from training import checkpoint
 from training import distributed as dist
 from training.build import build_training, initial_encoder, pick_device
+from training.data_summary import print_data_summary
 from training.loop import train
 from training.run_dir import identity, open_run_dir, write_results
 
@@ -43,6 +44,7 @@ def _run(cfg: dict, run_dir: Path, resume: bool, device) -> dict | None:
     main, world = is_main(), world_size()
     check_protocol(cfg)  # an eval error before minutes of training
     datasets, model, views, optimizer, scheduler, speed = build_training(cfg, device)
+    print_data_summary(cfg, datasets, world)
 
     start_step, counters = 0, {}
     if resume:

@@ -22,7 +22,9 @@ more done than one two-thread run. The cells of START_FIRST (the longest runs) s
 that no job is left alone with a long cell at the end. ``seconds`` is then a cell's wall time
 while sharing the machine with the other job.
 
-Writes OUT/table.md (also printed) and OUT/results.csv; prints the total wall time.
+Writes OUT/table.md (also printed), OUT/results.csv and OUT/summary.txt (also printed: per set, whether the
+best label-free objective reaches the classic baselines, benchmarks/verdict.py, and how many sets pass);
+prints the total wall time.
 Exit status 0 when every cell that applies finished, 1 when some failed, 2 for a stale cell folder.
 """
 from __future__ import annotations
@@ -43,11 +45,14 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import baselines  # noqa: E402
 import dev_sets  # noqa: E402
+import verdict  # noqa: E402
 
 LABEL_FREE = ("simclr", "moco", "vicreg", "cpc")
 PAIRED = ("clap", "convirt", "siglip")
 SUPERVISED = ("supcon", "ce")
 OBJECTIVES = LABEL_FREE + PAIRED + SUPERVISED
+CHOICES = tuple(dict.fromkeys(OBJECTIVES + verdict.LABEL_FREE))  # the second wave's label-free ones on request
+NOT_SERIES = "not applicable: ts2vec needs series (per-step outputs of a signal over time), glyphs are images"
 SERIES_CAPTIONS = "not applicable: the series loader's captions read 'a series of class X' (the label)"
 START_FIRST = ("ACSF1", "gm_notes")  # sets whose cells take longest (1460-step series; 44.1 kHz clips)
 COLUMNS = ["set", "objective", "linear probe", "SVM", "kNN", "R@1 x->t / t->x", "floor", "chance", "baseline",
@@ -62,8 +67,9 @@ def parse_args(argv):
                         f"{' '.join(s for s in baselines.SETS if s not in baselines.DEFAULT_SETS)}")
     parser.add_argument("--jobs", type=int, default=2,
                         help="cells run at a time, each with cores // jobs threads (default 2)")
-    parser.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=OBJECTIVES, metavar="O",
-                        help=f"default {' '.join(OBJECTIVES)}")
+    parser.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=CHOICES, metavar="O",
+                        help=f"default {' '.join(OBJECTIVES)}; also "
+                        f"{' '.join(o for o in CHOICES if o not in OBJECTIVES)}")
     parser.add_argument("--out", type=Path, default=Path("runs/real_data"), help="default runs/real_data")
     parser.add_argument("--seed", type=int, default=0, help="seed of every run and baseline (default 0)")
     parser.add_argument("--split", choices=["test", "val"], default="test",
@@ -195,6 +201,8 @@ def run_cells(args, plan: list) -> dict:
     for k, o, command in plan:
         if o in PAIRED and baselines.SETS[k][0] == "sequence":
             cells[k, o] = {"error": SERIES_CAPTIONS}
+        elif o == "ts2vec" and baselines.SETS[k][0] == "medical":
+            cells[k, o] = {"error": NOT_SERIES}
         else:
             todo.append((k, o, command))
     todo.sort(key=lambda p: p[0] not in START_FIRST)  # stable: plan order within each group
@@ -208,6 +216,20 @@ def run_cells(args, plan: list) -> dict:
             print(f"{k} {o}: " + (f"linear probe {row['linear probe']} (floor {row['floor']}), seconds {row['seconds']}"
                                   if cell.get("results") else row["linear probe"]), flush=True)
     return cells
+
+
+def summarize(args, cells: dict, found: dict) -> str:
+    """One verdict line per set (benchmarks/verdict.py) and how many sets pass; also OUT/summary.txt."""
+    lines, passed = [], 0
+    for set_key in args.sets:
+        runs = {o: cells[k, o].get("results") for k, o in cells if k == set_key}
+        line, ok = verdict.set_verdict(set_key, baselines.SETS[set_key][0], runs, found[set_key])
+        lines.append(line)
+        passed += ok
+    lines.append(f"sets passing: {passed} of {len(args.sets)}")
+    text = "\n".join(lines) + "\n"
+    (args.out / "summary.txt").write_text(text)
+    return text
 
 
 def main(argv=None) -> int:
@@ -235,9 +257,10 @@ def main(argv=None) -> int:
         rows += [cell_row(k, o, cells[k, o]) for k, o, _ in plan if k == set_key]
         rows += baseline_rows(set_key, found[set_key])
     print("\n" + write_table(rows, args.out))
+    print(summarize(args, cells, found))
     print(f"wrote {args.out / 'table.md'} and {args.out / 'results.csv'}; total wall time "
           f"{time.perf_counter() - start:.0f} s ({args.jobs} jobs x {args.threads} thread(s))")
-    failed = [c for c in cells.values() if c.get("results") is None and c["error"] != SERIES_CAPTIONS]
+    failed = [c for c in cells.values() if c.get("results") is None and c["error"] not in (SERIES_CAPTIONS, NOT_SERIES)]
     return 1 if failed else 0
 
 

@@ -97,7 +97,7 @@ def test_a_run_with_the_shipped_experiment_file_trains_its_passes_and_reports_on
                    "train.epochs=3", "train.batch_size=4", "train.progress=false", "eval.probe_epochs=5", *tiny)
     assert done.returncode == 0, done.stderr
     results = json.loads((run_dir / "results.json").read_text())
-    assert results["eval_split"] == "val" and results["train_items"] == 16
+    assert results["eval_split"] == "val" and results["train_items"] == 16 and results["eval_items"] == 16
     assert results["steps"] == math.ceil(3 * 16 / 4) and results["epochs"] == 3.0
     # Every protocol reported on the 16 val series, not the 8 test series: the projector holds them.
     metadata = (run_dir / f"{results['steps']:05d}" / "eval_embedding" / "metadata.tsv").read_text().splitlines()

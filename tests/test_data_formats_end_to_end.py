@@ -124,6 +124,15 @@ def test_sequence_ucr_tsv_pair(tmp_path):
     done = run_cli("--modality", "sequence", "--objective", "cpc", "--data", tmp_path, "--run-dir", run_dir, *TRAIN,
                    "model.tcn.width=8", "objective.n_negatives=4")
     check_run(run_dir, done, "ucr")
+    said = {line.split(" ", 2)[1]: line.split(" ", 2)[2] for line in done.stderr.splitlines() if line.startswith("data: ")}
+    sizes = dict(item.split(" ") for item in said["items"].split(" (")[0].split(", "))
+    assert int(sizes["train"]) + int(sizes["val"]) == 16 and sizes["test"] == "8" and said["items"].endswith("(2 classes)")
+    per_class = dict(item.split(" ") for item in said["per"].removeprefix("class (train/val/test): ").split(", "))
+    for name, counts in per_class.items():  # each class is 8 of the 16 train lines and 4 of the 8 test lines
+        train, val, test = map(int, counts.split("/"))
+        assert name in ("1", "2") and train + val == 8 and test == 4
+    assert said["input"] == "shape (C, T) = (1, 40)"
+    assert said["budget"] == f"2 steps of 4 items = {8 / int(sizes['train']):.1f} epochs of {sizes['train']}"
 
 
 @pytest.mark.parametrize("objective", ["cpc", "clap"])

@@ -55,7 +55,7 @@ def identity(cfg: dict, datasets: dict, steps: int, world: int = 1) -> dict:
             "dataset": cfg["data"]["name"], "seed": cfg["seed"], "steps": steps,
             "epochs": round(epochs_done(cfg["train"], steps, len(train), world), 3),
             "batch_size": cfg["train"]["batch_size"], "train_items": len(train),
-            "chance_acc": 1.0 / len(train.classes)}
+            "eval_items": len(datasets[cfg["eval"]["split"]]), "chance_acc": 1.0 / len(train.classes)}
 
 
 def read_results(run_dir: Path) -> dict | None:
