@@ -7,8 +7,8 @@
 
 Builds the dev sets first (benchmarks/dev_sets.py, cached). Then, per set, the baselines of
 benchmarks/baselines.py (on the loader's own splits; cached in OUT/<set>-baselines-<split>-seed<S>.json)
-and one cell per objective: ``python run.py --modality M --objective O --data PATH --run-dir
-OUT/<set>-<O> seed=S [eval.split=val] [--set overrides]`` in a subprocess (output in the cell's
+and one cell per objective: ``python run.py --modality M --objective O [--config
+configs/experiments/dev_<set>.yaml] --data PATH --run-dir OUT/<set>-<O> seed=S [eval.split=val] [--set overrides]`` in a subprocess (output in the cell's
 log.txt), with the project's defaults. A cell whose results.json exists is skipped; one with a
 checkpoint and no results is resumed; a cell folder made by another command (its cell.json) stops
 the script before anything runs. Objectives: simclr, moco, vicreg, cpc (label-free), clap,
@@ -88,8 +88,11 @@ def parse_args(argv):
 def cell_command(args, set_key: str, objective: str, path: Path, run_dir: Path) -> list[str]:
     """The run.py argument list of one cell (a fresh run; resuming is decided when it runs)."""
     modality = baselines.SETS[set_key][0]
+    experiment = ROOT / "configs" / "experiments" / f"dev_{set_key}.yaml"  # the set's experiment file, if any
+    config = ["--config", str(experiment.relative_to(ROOT))] if experiment.is_file() else []
     extra = [f"seed={args.seed}"] + (["eval.split='val'"] if args.split == "val" else []) + args.overrides
-    return ["--modality", modality, "--objective", objective, "--data", str(path), "--run-dir", str(run_dir), *extra]
+    return ["--modality", modality, "--objective", objective, *config, "--data", str(path), "--run-dir", str(run_dir),
+            *extra]
 
 
 def check_not_stale(run_dir: Path, command: list[str]) -> None:

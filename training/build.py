@@ -61,7 +61,7 @@ def build_datasets(cfg: dict) -> dict:
     data = cfg["data"]
     kwargs = section(data, data["name"])
     if data["path"] is not None:
-        kwargs["path"] = data["path"]
+        kwargs["path"] = str(Path(data["path"]).expanduser())  # "~/..." in an experiment file
     return {split: registry.build("dataset", data["name"], split=split, seed=cfg["seed"], **kwargs)
             for split in ("train", "val", "test")}
 
