@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ENCODERS = registry.names("encoder", "medical")
 TINY = {"resnet18": {"width": 4}, "resnet34": {"width": 4}, "resnet50": {"width": 2},
         "densenet121": {"init_features": 8, "growth_rate": 4}}
-PROBS = ("crop_p", "affine_p", "flip_p", "intensity_p", "noise_p")
+PROBS = ("crop_p", "affine_p", "flip_p", "intensity_p", "noise_p", "gamma_p")
 
 
 def builtin(split="train", seed=0, per_class=2, **kwargs):
@@ -230,6 +230,23 @@ def test_each_augmentation_changes_the_image(key):
     x = builtin(per_class=1).x[:2]
     out = only(key)(x, torch.Generator().manual_seed(0))
     assert not torch.allclose(out, x.unsqueeze(1).expand_as(out), atol=1e-3)
+
+
+def test_gamma_is_a_per_view_power_of_the_rescaled_image_and_off_draws_nothing():
+    x = torch.rand(3, 1, 6, 7, dtype=torch.float64) * 2 - 0.5
+    out = only("gamma_p", gamma_max=2.0, n_views=2)(x, torch.Generator().manual_seed(0))
+    low, high = x.amin((1, 2, 3), keepdim=True), x.amax((1, 2, 3), keepdim=True)
+    unit = ((x - low) / (high - low)).numpy()
+    for i in range(3):
+        for v in range(2):
+            got = ((out[i, v] - low[i]) / (high[i] - low[i])).numpy()
+            inside = (unit[i] > 0.05) & (unit[i] < 0.95)
+            gamma = np.log(got[inside]) / np.log(unit[i][inside])  # one exponent for the whole view
+            assert np.allclose(gamma, gamma[0], rtol=1e-6) and 0.5 <= gamma[0] <= 2.0
+    assert not np.isclose(out[0, 0, 0, 0, 0], out[0, 1, 0, 0, 0])  # each view its own gamma
+    x = builtin(per_class=1).x[:2]
+    assert torch.equal(MedicalViews()(x, torch.Generator().manual_seed(3)),
+                       MedicalViews(gamma_max=3.0)(x, torch.Generator().manual_seed(3)))
 
 
 def test_flip_mirrors_left_right_exactly():

@@ -22,7 +22,7 @@ OFF = {  # every augmentation probability of each transform at 0: its views are 
     "audio": (AudioViews, ("crop_p", "shift_p", "gain_p", "noise_p", "freq_mask_p", "time_mask_p")),
     "sequence": (SequenceViews, ("crop_p", "time_warp_p", "magnitude_warp_p", "scaling_p", "channel_dropout_p",
                                  "permute_p", "jitter_p")),
-    "medical": (MedicalViews, ("crop_p", "affine_p", "flip_p", "intensity_p", "noise_p")),
+    "medical": (MedicalViews, ("crop_p", "affine_p", "flip_p", "intensity_p", "noise_p", "gamma_p")),
 }
 # (transform, input shape, local_scale, expected window of every axis after (B, C))
 CASES = [("audio", (3, 1, 999), 0.4, (400,)), ("sequence", (3, 2, 49), 0.3, (15,)),

@@ -11,7 +11,9 @@ mirrors:
 * random affine: ``RandAffine`` (rotate_range, scale_range, translate_range);
 * horizontal flip: ``RandFlip(spatial_axis=-1)`` (width only: anatomy is never upside down);
 * intensity: ``RandScaleIntensity`` then ``RandShiftIntensity``;
-* noise: ``RandGaussianNoise(sample_std=True)``.
+* noise: ``RandGaussianNoise(sample_std=True)``;
+* gamma: ``RandAdjustContrast`` (off by default): each view's intensities, rescaled to [0, 1]
+  between its own minimum and maximum, raised to a log-uniform gamma in [1/gamma_max, gamma_max].
 
 Crop, affine and flip compose into one sampling grid, so each view is
 resampled once (bilinear, zeros outside). The random draws have shapes that
@@ -60,34 +62,40 @@ class MedicalViews(LocalCrops, nn.Module):
         flip_p: mirror left-right.
         intensity_p, intensity_scale, intensity_shift: x * (1 + U(-scale, scale)) + U(-shift, shift).
         noise_p, noise_std: add N(0, sigma^2) noise, sigma ~ U(0, noise_std) per view.
+        gamma_p, gamma_max: contrast curve, last: (x - min) / (max - min) to the power g, g
+            log-uniform in [1/gamma_max, gamma_max], mapped back to [min, max]; its random numbers
+            are drawn only when gamma_p > 0, so the other augmentations do not change with it off.
         local_views, local_scale: multi-crop (``modalities/crops.py``): ``local_crops(x, generator)`` makes
             ``local_views`` more views, each cut to a random window of ``local_scale`` of every extent.
 
     Raises:
         ValueError: n_views < 1, a probability outside [0, 1], crop_min_area outside (0, 1],
-            crop_max_aspect < 1, or negative strengths.
+            crop_max_aspect < 1, gamma_max < 1, or negative strengths.
     """
 
     def __init__(self, n_views: int = 2, crop_p: float = 0.8, crop_min_area: float = 0.4,
                  crop_max_aspect: float = 1.333, affine_p: float = 0.5, rotate_deg: float = 10.0,
                  scale: float = 0.1, translate: float = 0.05, flip_p: float = 0.5,
                  intensity_p: float = 0.8, intensity_scale: float = 0.2, intensity_shift: float = 0.1,
-                 noise_p: float = 0.5, noise_std: float = 0.03,
+                 noise_p: float = 0.5, noise_std: float = 0.03, gamma_p: float = 0.0, gamma_max: float = 1.5,
                  local_views: int = 0, local_scale: float = 0.4):
         super().__init__()
-        self.p = dict(crop_p=crop_p, affine_p=affine_p, flip_p=flip_p, intensity_p=intensity_p, noise_p=noise_p)
+        self.p = dict(crop_p=crop_p, affine_p=affine_p, flip_p=flip_p, intensity_p=intensity_p, noise_p=noise_p,
+                      gamma_p=gamma_p)
         bad = {k: v for k, v in self.p.items() if not 0.0 <= v <= 1.0}
         if bad:
             raise ValueError(f"probabilities must lie in [0, 1], got {bad}")
         strengths = dict(rotate_deg=rotate_deg, scale=scale, translate=translate, intensity_scale=intensity_scale,
                          intensity_shift=intensity_shift, noise_std=noise_std)
-        if n_views < 1 or not 0 < crop_min_area <= 1 or crop_max_aspect < 1 or min(strengths.values()) < 0:
-            raise ValueError("need n_views >= 1, 0 < crop_min_area <= 1, crop_max_aspect >= 1 and "
+        if (n_views < 1 or not 0 < crop_min_area <= 1 or crop_max_aspect < 1 or gamma_max < 1
+                or min(strengths.values()) < 0):
+            raise ValueError("need n_views >= 1, 0 < crop_min_area <= 1, crop_max_aspect >= 1, gamma_max >= 1 and "
                              f"non-negative strengths, got n_views={n_views}, crop_min_area={crop_min_area}, "
-                             f"crop_max_aspect={crop_max_aspect}, {strengths}")
+                             f"crop_max_aspect={crop_max_aspect}, gamma_max={gamma_max}, {strengths}")
         self.n_views, self.crop_min_area, self.crop_max_aspect = n_views, crop_min_area, crop_max_aspect
         self.rotate, self.scale, self.translate = math.radians(rotate_deg), scale, translate
         self.intensity_scale, self.intensity_shift, self.noise_std = intensity_scale, intensity_shift, noise_std
+        self.gamma_max = gamma_max
         self.init_local(local_views, local_scale)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator, n_views: int | None = None) -> torch.Tensor:
@@ -139,4 +147,14 @@ class MedicalViews(LocalCrops, nn.Module):
         sigma = self.noise_std * rand(n, *ones)
         noise = torch.randn(v.shape, generator=generator, device=dev)
         v = torch.where(on, v + (sigma * noise).to(v.dtype), v)
+        if self.p["gamma_p"] > 0:
+            v = torch.where(chosen("gamma_p").view(n, *ones), self.contrast(v, sym(n, *ones)), v)
         return v.reshape(b, n_views, c, *spatial)
+
+    def contrast(self, v: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """(N, C, *spatial) views with gamma gamma_max ** u, u (N, 1, ...) in [-1, 1], per view's own range."""
+        axes = tuple(range(1, v.dim()))
+        low, high = v.amin(axes, keepdim=True), v.amax(axes, keepdim=True)
+        span = (high - low).clamp_min(1e-6)
+        gamma = (self.gamma_max ** u).to(v.dtype)
+        return ((v - low) / span).clamp(0, 1) ** gamma * span + low
