@@ -27,6 +27,7 @@ from torch.utils.tensorboard.summary import hparams
 
 from evaluation.classification import confusion_counts
 from evaluation.confusion_image import confusion_image
+from modalities.multi_label import NO_FINDING, SEPARATOR
 
 AUDIO_EXAMPLES = 4   # test clips written per run
 SIM_ITEMS = 32       # rows and columns of the similarity-matrix image
@@ -112,12 +113,12 @@ def thumbnails(dataset, n: int) -> torch.Tensor | None:
 
 def label_name(classes, y: torch.Tensor) -> str:
     """The class name of label ``y`` (a scalar), or for a multi-hot ``y`` (K,) its labels joined by '|'
-    ('no finding' for none); an index past ``classes`` is written as the number."""
+    (NO_FINDING for none, as a manifest writes them); an index past ``classes`` is written as the number."""
     def name(i: int) -> str:
         return str(classes[i]) if i < len(classes) else str(i)
     if y.dim() == 0:
         return name(int(y))
-    return "|".join(name(i) for i in torch.nonzero(y > 0.5).flatten().tolist()) or "no finding"
+    return SEPARATOR.join(name(i) for i in torch.nonzero(y > 0.5).flatten().tolist()) or NO_FINDING
 
 
 def log_projector(writer, tag: str, test: dict, test_set, step: int) -> None:
