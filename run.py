@@ -119,8 +119,13 @@ def main(argv=None) -> int:
               f"(train.stop_after_steps); continue with: python run.py --resume {run_dir}")
         return 0
     m, f = results["metrics"], results["floor"]
-    print(f"{run_dir}: linear probe {m['linear_probe_acc']:.3f} (random-init floor {f['linear_probe_acc']:.3f}, "
-          f"chance {results['chance_acc']:.3f}) after {results['steps']} steps in {results['wall_time_s']:.0f}s")
+    if "linear_probe_acc" in m:
+        headline = (f"linear probe {m['linear_probe_acc']:.3f} (random-init floor {f['linear_probe_acc']:.3f}, "
+                    f"chance {results['chance_acc']:.3f})")
+    else:  # multi-label data
+        headline = (f"linear probe macro AUROC {m.get('linear_probe_macro_auroc', float('nan')):.3f} (random-init "
+                    f"floor {f.get('linear_probe_macro_auroc', float('nan')):.3f}, chance 0.5)")
+    print(f"{run_dir}: {headline} after {results['steps']} steps in {results['wall_time_s']:.0f}s")
     return 0
 
 

@@ -40,7 +40,7 @@ def summarize(pair) -> dict:
     row = {"modality": pair.modality, "objective": pair.objective, "seeds_done": len(done),
            "seeds_failed": len(failed), "chance": done[0]["chance_acc"] if done else None, "metrics": {},
            "eval_split": "/".join(dict.fromkeys(r.get("eval_split", "test") for r in done))}
-    keys = dict.fromkeys(k for r in done for k in r["metrics"])
+    keys = dict.fromkeys(k for r in done for k, v in r["metrics"].items() if isinstance(v, (int, float)))
     for key in sorted(keys, key=lambda k: (k != HEADLINE, k)):
         row["metrics"][key] = (mean_std([r["metrics"][key] for r in done if key in r["metrics"]]),
                                mean_std([r["floor"][key] for r in done if key in r.get("floor", {})]))
@@ -50,6 +50,8 @@ def summarize(pair) -> dict:
         row["status"] = f"impossible: {pair.impossible}"
     elif not done:
         row["status"] = "failed"
+    elif HEADLINE not in row["metrics"]:
+        row["status"] = f"no {HEADLINE} (multi-label data)"
     else:
         (mean, _), (floor, _) = row["metrics"][HEADLINE]
         row["status"] = "beats floor" if floor is None or mean > floor else "DOES NOT BEAT FLOOR"

@@ -3,9 +3,9 @@
 Rebuilds the model from RUN_DIR/config.yaml, loads checkpoints/last.pt (the
 whole model: encoders, objective heads, the text encoder's tokenizer), runs
 ``evaluation.protocols.evaluate_run`` on the trained model and its random-init
-floor, rewrites ``metrics``, ``floor``, ``eval_split`` and ``eval_time_s`` in RUN_DIR/results.json
-(training fields kept) and logs ``eval/*`` to the run's TensorBoard at the
-checkpoint's step. Same config, same seed, same checkpoint: the same numbers
+floor, rewrites ``metrics``, ``floor`` (every key, per-class and per-label metrics included),
+``eval_split`` and ``eval_time_s`` in RUN_DIR/results.json (training fields kept) and logs
+``eval/*`` to the run's TensorBoard at the checkpoint's step. Same config, same seed, same checkpoint: the same numbers
 training wrote.
 """
 from __future__ import annotations
@@ -85,6 +85,6 @@ def main(argv) -> int:
         return report(err)
     m, f = results["metrics"], results["floor"]
     shown = ", ".join(f"{k} {m[k]:.3g} (floor {f[k]:.3g})" if k == "svm_c" else f"{k} {m[k]:.3f} (floor {f[k]:.3f})"
-                      for k in m if m[k] is not None and f.get(k) is not None)
+                      for k in m if isinstance(m[k], (int, float)) and isinstance(f.get(k), (int, float)))
     print(f"{run_dir}: {shown}; evaluated in {results['eval_time_s']:.0f}s")
     return 0

@@ -119,10 +119,13 @@ def alignment(x: torch.Tensor, labels: torch.Tensor) -> float:
     mean ||u_i - u_j||^2 over i < j with labels i == j, u = x L2-normalized. In [0, 4]; lower is better.
 
     Per class c of n_c rows, sum_{i<j} ||u_i - u_j||^2 = n_c * sum_i ||u_i||^2 - ||sum_i u_i||^2, so no
-    pairwise matrix is formed. NaN when no class has two rows.
+    pairwise matrix is formed. NaN when no class has two rows. ``labels`` (N,), or multi-hot (N, K):
+    then positives are pairs with the same set of labels.
     """
     u = F.normalize(x.double(), dim=1)
     labels = labels.to(u.device)
+    if labels.dim() == 2:
+        labels = torch.unique(labels, dim=0, return_inverse=True)[1]
     total, pairs = 0.0, 0
     for c in labels.unique():
         members = u[labels == c]

@@ -4,10 +4,12 @@ Every protocol is fit on the train split and reports on the split ``eval.split``
 (``test``, or ``val`` for choosing recipes without looking at test; "reported split" below).
 Protocols (all fixed in advance; nothing is chosen by looking at the reported split):
 
-- ``linear_probe_acc``: standardize with train statistics, fit a multinomial
+- ``linear_probe_*``: standardize with train statistics, fit a multinomial
   logistic regression on train only (full batch, AdamW, ``eval.probe_epochs``
   epochs at ``eval.probe_lr``, weight decay ``eval.probe_weight_decay``, seeded
-  by ``seed``), report accuracy once on the reported split.
+  by ``seed``), report accuracy, balanced accuracy, macro F1, one-vs-rest AUROC and
+  per-class accuracy once on the reported split; multi-label data: one logistic output
+  per label, macro and per-label AUROC (``evaluation.probe_report``).
 - ``svm_acc``, ``svm_c``: RBF-kernel SVM on standardized embeddings, C from ``eval.svm_c_grid``
   by ``eval.svm_folds``-fold stratified cross-validation on train (shuffled with ``seed``),
   refit on train, scored once (``evaluation.svm``; T-Loss and TS2Vec's protocol); ``svm_c`` is the
@@ -15,11 +17,15 @@ Protocols (all fixed in advance; nothing is chosen by looking at the reported sp
 - ``knn_acc``: weighted kNN (``metrics.knn_predict``), train split as the bank,
   the reported split as queries, k = ``eval.knn_k``, votes exp(cos / ``eval.knn_temperature``).
 - ``alignment``, ``uniformity``, ``effective_rank`` on the reported split's embeddings
-  (positives for alignment = same-class pairs, for every objective alike).
+  (positives for alignment = same-class pairs, for every objective alike; multi-label:
+  pairs with the same set of labels).
 - paired objectives only, in the joint space the objective trained
   (``PairedObjective.embed_x`` / ``embed_text``) on the reported split:
   ``retrieval_r{1,5,10}_{x2t,t2x}``, ``retrieval_medr_{x2t,t2x}`` and
   ``zero_shot_acc`` (prompts ``eval.zero_shot_template`` filled with each class name).
+
+Multi-label data (multi-hot labels, ``modalities/multi_label.py``) has no SVM, kNN or zero-shot
+accuracy, which score one label per item; one line on stderr says so.
 
 The metrics above use the encoder's ``embedding`` output (what a downstream
 user would take), except retrieval and zero-shot. ``floor`` repeats every
@@ -35,8 +41,9 @@ import torch
 from torch import nn
 
 from core.errors import UserError
+from core.notes import say_once
 from evaluation import metrics, svm, tensorboard_extras
-from evaluation.linear_probe import linear_probe
+from evaluation.probe_report import probe_report
 from objectives.paired import PairedObjective
 from objectives.parts import encode_batch
 from training.build import build_model
@@ -133,28 +140,37 @@ def _evaluate_model(encoders, objective, datasets: dict, cfg: dict, device, anno
     paired = objective if is_paired(encoders, objective) else None
     train = embed(encoders["x"], train_set, ev["batch_size"], device)
     reported = embed(encoders["x"], report_set, ev["batch_size"], device, paired)
-    n_classes = max(len(train_set.classes), int(train["label"].max()) + 1)
-
-    acc, _ = linear_probe(train["embedding"], train["label"], reported["embedding"], reported["label"],
-                          n_classes, ev["probe_epochs"], ev["probe_lr"], ev["probe_weight_decay"], cfg["seed"])
-    fitted = svm.svm_probe(train["embedding"], train["label"], reported["embedding"], reported["label"],
-                           ev["svm_c_grid"], ev["svm_folds"], cfg["seed"], announce)
-    out = {"linear_probe_acc": acc,
-           "svm_acc": math.nan if fitted is None else fitted.accuracy,
-           "svm_c": math.nan if fitted is None else fitted.c,
-           "knn_acc": metrics.knn_accuracy(train["embedding"], train["label"], reported["embedding"], reported["label"],
-                                           n_classes, ev["knn_k"], ev["knn_temperature"]),
-           "alignment": metrics.alignment(reported["embedding"], reported["label"]),
-           "uniformity": metrics.uniformity(reported["embedding"]),
-           "effective_rank": metrics.effective_rank(reported["embedding"])}
+    single = reported["label"].dim() == 1
+    out, reported["probe_predicted"] = probe_report(train, reported, train_set.classes, ev, cfg["seed"])
+    if single:
+        out.update(single_label_protocols(train, reported, len(train_set.classes), cfg, announce))
+    else:
+        say_once(f"multi-label data: svm_acc, knn_acc{' and zero_shot_acc' if paired else ''} are left out "
+                 "(they score one label per item); the linear probe reports per-label AUROC")
+    out.update({"alignment": metrics.alignment(reported["embedding"], reported["label"]),
+                "uniformity": metrics.uniformity(reported["embedding"]),
+                "effective_rank": metrics.effective_rank(reported["embedding"])})
     if paired is not None:
         reported["text"] = embed_texts(paired, encoders, list(report_set.captions), ev["batch_size"])
-        class_texts = embed_texts(paired, encoders, prompts(report_set.classes, ev["zero_shot_template"]),
-                                  ev["batch_size"])
         out.update(metrics.retrieval_metrics(reported["joint"], reported["text"], torch.arange(len(report_set))))
-        predicted = metrics.zero_shot_predict(reported["joint"], class_texts)
-        out["zero_shot_acc"] = (predicted == reported["label"]).float().mean().item()
+        if single:
+            class_texts = embed_texts(paired, encoders, prompts(report_set.classes, ev["zero_shot_template"]),
+                                      ev["batch_size"])
+            predicted = metrics.zero_shot_predict(reported["joint"], class_texts)
+            out["zero_shot_acc"] = (predicted == reported["label"]).float().mean().item()
     return out, reported
+
+
+def single_label_protocols(train: dict, reported: dict, n_classes: int, cfg: dict, announce: bool) -> dict:
+    """``svm_acc``, ``svm_c`` and ``knn_acc`` of single-label embeddings (NaN where undefined)."""
+    ev = cfg["eval"]
+    n_classes = max(n_classes, int(train["label"].max()) + 1)
+    fitted = svm.svm_probe(train["embedding"], train["label"], reported["embedding"], reported["label"],
+                           ev["svm_c_grid"], ev["svm_folds"], cfg["seed"], announce)
+    return {"svm_acc": math.nan if fitted is None else fitted.accuracy,
+            "svm_c": math.nan if fitted is None else fitted.c,
+            "knn_acc": metrics.knn_accuracy(train["embedding"], train["label"], reported["embedding"],
+                                            reported["label"], n_classes, ev["knn_k"], ev["knn_temperature"])}
 
 
 def floor_model(cfg: dict, datasets: dict, floor_encoder, device) -> nn.ModuleDict:
@@ -194,7 +210,10 @@ def evaluate_run(cfg: dict, model, floor_encoder, datasets: dict, device, writer
 
 
 def without_undefined(values: dict) -> dict:
-    """``values`` without NaN entries: a metric undefined on this data (alignment when no class has
-    two reported samples, the SVM when train has one class) is left out of results.json, never
-    written as NaN (which is not JSON)."""
-    return {k: v for k, v in values.items() if not (isinstance(v, float) and math.isnan(v))}
+    """``values`` without NaN entries, also inside dict values (per-class metrics): a metric undefined
+    on this data (alignment when no class has two reported samples, the SVM when train has one
+    class, an AUROC with one reported class) is left out of results.json, never written as NaN
+    (which is not JSON)."""
+    def defined(v):
+        return not (isinstance(v, float) and math.isnan(v))
+    return {k: without_undefined(v) if isinstance(v, dict) else v for k, v in values.items() if defined(v)}

@@ -116,7 +116,7 @@ def group_split(groups: list, fractions: dict[str, float], rng: np.random.Genera
 
 
 def assign_splits(labels, given=None, groups=None, *, seed: int, val_fraction: float, test_fraction: float,
-                  source: str) -> np.ndarray:
+                  source: str, check=None) -> np.ndarray:
     """The split ('train' | 'val' | 'test') of every item (see the module docstring).
 
     Args:
@@ -124,6 +124,9 @@ def assign_splits(labels, given=None, groups=None, *, seed: int, val_fraction: f
         given: (N,) split names already parsed by ``parse_split``, or None for no split column.
         groups: (N,) group of each item (None entries are groups of one), or None.
         seed: seeds the carving; source: names the data in the printed line and in errors.
+        check: ``check(labels, splits, source)`` run on the result; default ``check_classes_in_train``
+            (multi-label data, whose ``labels`` are combinations, checks each label instead:
+            ``multi_label.check_labels_in_train``).
 
     Raises:
         ValueError: fractions outside [0, 1) or summing to 1 or more.
@@ -152,7 +155,7 @@ def assign_splits(labels, given=None, groups=None, *, seed: int, val_fraction: f
             by = "whole groups" if groups is not None else "stratified by class"
             say_once(f"{source}: no val split given; val = {int((splits == 'val').sum())} of the "
                      f"{len(train)} train items ({by}, seed {seed}, val_fraction {val_fraction})")
-    check_classes_in_train(labels, splits, source)
+    (check or check_classes_in_train)(labels, splits, source)
     return splits
 
 
@@ -197,13 +200,13 @@ def group_column(columns: list[str]) -> str | None:
 
 
 def manifest_splits(csv_file: Path, columns: list[str], rows: list[dict], labels: list[str], *, seed: int,
-                    val_fraction: float, test_fraction: float, error=DataError) -> np.ndarray:
+                    val_fraction: float, test_fraction: float, error=DataError, check=None) -> np.ndarray:
     """The split of every manifest row: its ``split`` column (parsed, naming a bad row) and
-    ``speaker``/``group`` column when present, through ``assign_splits``."""
+    ``speaker``/``group`` column when present, through ``assign_splits`` (``check`` goes to it)."""
     given = None
     if "split" in columns:
         given = [parse_split(r["split"], f"'{csv_file}', row {r['row']}", error) for r in rows]
     by = group_column(columns)
     groups = [r[by] or None for r in rows] if by else None
     return assign_splits(labels, given, groups, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
-                         source=f"'{csv_file}'")
+                         source=f"'{csv_file}'", check=check)

@@ -29,6 +29,11 @@ class DebiasedContrast(SupCon):
         super().__init__(encoders, proj_dim, temperature, head_batch_norm)
         self.tau_plus, self.beta, self.use_labels = tau_plus, beta, use_labels
 
+    @property
+    def label_mode(self) -> str | None:
+        """"single" with ``use_labels`` (one class per item), else None (``objectives.labels``)."""
+        return "single" if self.use_labels else None
+
     def loss_from(self, reps: dict, batch: dict) -> dict:
         z = reps["z"][:, :2]
         if z.shape[1] < 2:

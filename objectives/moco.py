@@ -75,6 +75,11 @@ class MoCo(nn.Module):
         self.register_buffer("queue_labels", torch.full((queue_size,), NO_LABEL, dtype=torch.long))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
 
+    @property
+    def label_mode(self) -> str | None:
+        """"single" with ``supervised`` (one class per item), else None (``objectives.labels``)."""
+        return "single" if self.supervised else None
+
     def forward(self, encoders: dict, batch: dict) -> dict:
         views = batch["views"]
         if views.shape[1] < 2:

@@ -46,6 +46,11 @@ class SiameseContrastive(nn.Module):
         self.head = mlp(dim, dim, proj_dim)
         self.margin, self.normalize, self.use_labels, self.balanced = margin, normalize, use_labels, balanced
 
+    @property
+    def label_mode(self) -> str | None:
+        """"single" with ``use_labels`` (one class per item), else None (``objectives.labels``)."""
+        return "single" if self.use_labels else None
+
     def represent(self, encoders: dict, batch: dict) -> dict:
         """{"z": (B, V, proj_dim)}: every view encoded and projected, per sample."""
         return {"z": project_views(encoders["x"], self.head, batch)}

@@ -26,5 +26,7 @@ class SimCLR(SupCon):
         ValueError: fewer than 2 views.
     """
 
+    label_mode = None  # reads no labels (objectives.labels)
+
     def positives(self, batch: dict) -> None:
         return None

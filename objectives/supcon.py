@@ -16,7 +16,9 @@ class SupCon(nn.Module):
     Every view of ``batch["views"]`` (B, V, ...) is encoded, projected by a
     two-layer MLP (hidden = embedding dim) to ``proj_dim`` and scored with
     ``functional.supcon_loss`` (L_out, positives = other rows with the same
-    ``batch["label"]`` (B,), normalized, gathered across ranks).
+    ``batch["label"]`` (B,), normalized, gathered across ranks). Multi-hot labels (B, K):
+    positives = the sample's other views and every row sharing any label with it
+    (``functional.multilabel_supcon_loss``, dense logits).
 
     ``head_batch_norm`` puts a BatchNorm1d in the head's hidden layer (SupContrast's
     head has none); the head sees (B * V, D) rows, so its statistics span every view.
@@ -50,8 +52,14 @@ class SupCon(nn.Module):
         self.head = mlp(dim, dim, proj_dim, batch_norm=head_batch_norm)
         self.temperature = temperature
 
+    @property
+    def label_mode(self) -> str:
+        """"multi": class labels or multi-hot ones; "single" with ``decoupled`` or ``tiled=True``
+        (those paths take one class per item; ``objectives.labels``)."""
+        return "single" if self.decoupled or self.tiled else "multi"
+
     def positives(self, batch: dict):
-        """Labels (B,) that define positives; SimCLR overrides this with None."""
+        """Labels (B,) or multi-hot (B, K) that define positives; SimCLR overrides this with None."""
         return batch["label"]
 
     def represent(self, encoders: dict, batch: dict) -> dict:

@@ -60,6 +60,8 @@ class Triplet(nn.Module):
         ValueError: ``mining`` is not "batch_hard" or "random".
     """
 
+    label_mode = "single"  # one class per item (objectives.labels)
+
     def __init__(self, encoders: dict, proj_dim: int = 128, margin: float = 0.2,
                  mining: str = "batch_hard"):
         super().__init__()

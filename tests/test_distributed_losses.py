@@ -38,6 +38,9 @@ def make_inputs():
 def case_loss(name, model, views, other, labels):
     scale, bias = model["scale"]
     feats, a, b = model["a"](views), model["a"](views[:, 0]), model["b"](other)
+    if name == "supcon_multi_label":  # multi-hot labels from the classes; class 1 rows have none
+        multi_hot = torch.stack([labels % 2 == 0, labels >= 3, labels == 2], 1).float()
+        return L.supcon_loss(feats[:, :1], multi_hot, 0.2)
     if name.startswith("supcon"):  # one view: anchors with a positive differ per rank
         return L.supcon_loss(feats[:, :1], labels, 0.2, tiled=name.endswith("tiled"))
     if name.startswith("nt_xent"):
@@ -51,7 +54,7 @@ def case_loss(name, model, views, other, labels):
     raise KeyError(name)
 
 
-CASES = ["supcon", "supcon_tiled", "nt_xent", "nt_xent_tiled", "clip", "clip_tiled", "convirt",
+CASES = ["supcon", "supcon_tiled", "supcon_multi_label", "nt_xent", "nt_xent_tiled", "clip", "clip_tiled", "convirt",
          "siglip", "siglip_chunked"]
 
 

@@ -1,4 +1,5 @@
 """`run.py eval RUN_DIR` end to end on a tiny trained paired run, and what the evaluation writes to TensorBoard."""
+import io
 import json
 
 import numpy as np
@@ -8,8 +9,10 @@ from conftest import TINY, run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-PAIRED_KEYS = {"linear_probe_acc", "svm_acc", "svm_c", "knn_acc", "alignment", "uniformity", "effective_rank", "zero_shot_acc",
+SCALAR_KEYS = {"linear_probe_acc", "linear_probe_balanced_acc", "linear_probe_macro_f1", "linear_probe_auroc",
+               "svm_acc", "svm_c", "knn_acc", "alignment", "uniformity", "effective_rank", "zero_shot_acc",
                *(f"retrieval_{m}_{d}" for m in ("r1", "r5", "r10", "medr") for d in ("x2t", "t2x"))}
+PAIRED_KEYS = SCALAR_KEYS | {"linear_probe_per_class_acc"}
 
 
 def events(run_dir) -> EventAccumulator:
@@ -123,7 +126,7 @@ def test_tensorboard_gets_eval_scalars_hparams_projector_audio_and_similarity(tr
     trained_clap, _ = trained_clap
     acc = events(trained_clap)
     tags = acc.Tags()
-    for key in PAIRED_KEYS:
+    for key in SCALAR_KEYS:
         assert f"eval/{key}" in tags["scalars"] and f"eval/floor_{key}" in tags["scalars"], key
     results = json.loads((trained_clap / "results.json").read_text())
     for key, part in (("svm_acc", "metrics"), ("floor_svm_acc", "floor"), ("svm_c", "metrics")):
@@ -142,12 +145,41 @@ def test_tensorboard_gets_eval_scalars_hparams_projector_audio_and_similarity(tr
     assert not list(trained_clap.glob("*/events.out.tfevents.*"))
     experiment = plugin_data_pb2.HParamsPluginData.FromString(
         acc.PluginTagToContent("hparams")["_hparams_/experiment"]).experiment
-    assert {m.name.tag for m in experiment.metric_infos} == {f"eval/{k}" for k in PAIRED_KEYS}
+    assert {m.name.tag for m in experiment.metric_infos} == {f"eval/{k}" for k in SCALAR_KEYS}
 
     projector = (trained_clap / "projector_config.pbtxt").read_text()
     assert "eval_embedding:00003" in projector and "eval_floor_embedding:00003" in projector
     metadata = (trained_clap / "00003" / "eval_embedding" / "metadata.tsv").read_text().splitlines()
     assert metadata[0] == "class\tcaption" and len(metadata) == 1 + 16
+
+
+def test_tensorboard_gets_the_probe_confusion_matrix_and_per_class_accuracy(trained_clap):
+    """Per-class accuracy scalars equal results.json; the confusion-matrix image in the event file is
+    C cells square, and each diagonal cell has the colour of its class's accuracy (the fraction of its row)."""
+    from PIL import Image
+
+    from evaluation.confusion_image import CELL_RANGE, LEFT, MARGIN, MAX_SIDE, MIN_WIDTH, TOP, colour
+
+    run_dir, _ = trained_clap
+    acc = events(run_dir)
+    results = json.loads((run_dir / "results.json").read_text())
+    for part, prefix in (("metrics", "eval/"), ("floor", "eval/floor_")):
+        per_class = results[part]["linear_probe_per_class_acc"]
+        assert len(per_class) == 8 and all(v * 2 == round(v * 2) for v in per_class.values())  # 2 clips per class
+        for name, value in per_class.items():
+            tag = f"{prefix}linear_probe_per_class_acc/{name.replace(' ', '_')}"
+            assert [e.value for e in acc.Scalars(tag)] == [pytest.approx(value)], tag
+        assert np.mean(list(per_class.values())) == pytest.approx(results[part]["linear_probe_balanced_acc"])
+        image_tag = f"{prefix}confusion_matrix"
+        assert image_tag in acc.Tags()["images"], image_tag
+        event = acc.Images(image_tag)[0]
+        cell = int(np.clip(MAX_SIDE // 8, *CELL_RANGE))
+        size = (max(MIN_WIDTH, LEFT + 8 * cell + MARGIN), TOP + 8 * cell + MARGIN)
+        assert event.step == 3 and (event.width, event.height) == size
+        pixels = np.asarray(Image.open(io.BytesIO(event.encoded_image_string)).convert("RGB"))
+        for i, value in enumerate(per_class.values()):  # classes in label order, every class in the test split
+            corner = pixels[TOP + i * cell + 1, LEFT + i * cell + 1]
+            np.testing.assert_allclose(corner, colour(value), atol=1, err_msg=f"{part} class {i}")
 
 
 def test_eval_command_recomputes_the_same_numbers(trained_clap):

@@ -18,6 +18,7 @@ from torch import nn
 from core import registry
 from core.errors import UserError
 from core.process_group import world_size
+from objectives.labels import check_label_mode
 from training import distributed, grad_cache
 from training.budget import fit_budget
 from training.host_memory import keep_freed_host_memory
@@ -140,11 +141,17 @@ def initial_encoder(cfg: dict, train_set) -> nn.Module:
 
 def build_model(cfg: dict, train_set) -> nn.ModuleDict:
     """{"encoders": {"x"[, "text"]}, "objective"}, initialized from ``cfg['seed']``
-    (same seed, same init). A text encoder is built only for objectives that need text."""
+    (same seed, same init). A text encoder is built only for objectives that need text.
+
+    Raises:
+        UserError: multi-label data (``train_set.multi_label``) for an objective that reads one
+            label per item (``objectives.labels.check_label_mode``).
+    """
     encoders = nn.ModuleDict({"x": initial_encoder(cfg, train_set)})
     if "text" in registry.get("objective", cfg["objective"]["name"]).capabilities:
         encoders["text"] = build_text_encoder(cfg, train_set.captions)
     objective = build_objective(cfg, encoders, len(train_set.classes))
+    check_label_mode(objective, cfg["objective"]["name"], getattr(train_set, "multi_label", False))
     return nn.ModuleDict({"encoders": encoders, "objective": objective})
 
 

@@ -49,13 +49,15 @@ def load_trained_run_config(run_dir: Path, overrides=()) -> dict:
 
 
 def identity(cfg: dict, datasets: dict, steps: int, world: int = 1) -> dict:
-    """The fields of results.json that say which run this is and what it trained on."""
+    """The fields of results.json that say which run this is and what it trained on; ``chance_acc``
+    (1 / classes) is None for multi-label data, whose probe reports AUROC (chance 0.5)."""
     train = datasets["train"]
     return {"modality": cfg["modality"], "objective": cfg["objective"]["name"], "encoder": cfg["model"]["encoder"],
             "dataset": cfg["data"]["name"], "seed": cfg["seed"], "steps": steps,
             "epochs": round(epochs_done(cfg["train"], steps, len(train), world), 3),
             "batch_size": cfg["train"]["batch_size"], "train_items": len(train),
-            "eval_items": len(datasets[cfg["eval"]["split"]]), "chance_acc": 1.0 / len(train.classes)}
+            "eval_items": len(datasets[cfg["eval"]["split"]]),
+            "chance_acc": None if getattr(train, "multi_label", False) else 1.0 / len(train.classes)}
 
 
 def read_results(run_dir: Path) -> dict | None:

@@ -19,6 +19,10 @@ column is honoured (val carved from train when it names only train and test);
 without one the rows are split per class, seeded. A bad file or row raises
 ``MedicalFileError`` naming the file and the manifest row (1-based, header
 excluded); ``skip_bad=True`` skips it instead.
+
+A ``label`` holding several labels joined by '|' (``effusion|nodule``) makes the manifest
+multi-label (``modalities/multi_label.py``): items then carry a multi-hot label (K,) float32,
+``classes`` names the K labels and ``multi_label`` is True.
 """
 from __future__ import annotations
 
@@ -32,7 +36,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from modalities.user_data import DataError, canonical_label, label_map, manifest_splits, read_csv
+from modalities.multi_label import check_labels_in_train, parse_labels
+from modalities.user_data import DataError, manifest_splits, read_csv
 from core.notes import say_once
 from core.registry import register
 
@@ -196,7 +201,8 @@ class ManifestImages(Dataset):
         ValueError: unknown split or fractions outside [0, 1) summing to 1 or more.
         MedicalFileError: the manifest, or a file of this split, is missing or unreadable, or has other
             spatial dimensions than ``spatial_dims`` (naming the key).
-        DataError: a bad split name, or a class of val or test that train lacks.
+        DataError: a bad split name, a class of val or test that train lacks (multi-label: a label
+            no train row has), or a multi-label text combining 'no finding' with a finding.
     """
 
     @staticmethod
@@ -213,12 +219,12 @@ class ManifestImages(Dataset):
             raise ValueError(f"need spatial_dims 2, 3 or 'auto' and channels >= 1, got {spatial_dims}, {channels}")
         csv_file = Path(path) / "manifest.csv" if Path(path).is_dir() else Path(path)
         columns, rows = read_manifest(csv_file)
-        names = [canonical_label(r["label"]) for r in rows]
-        mapping = label_map(names)
-        self.classes = list(mapping)
-        labels = np.array([mapping[n] for n in names], dtype=np.int64)
-        splits = manifest_splits(csv_file, columns, rows, names, seed=seed, val_fraction=val_fraction,
-                                 test_fraction=test_fraction, error=MedicalFileError)
+        labels = parse_labels([r["label"] for r in rows], [f"'{csv_file}', row {r['row']}" for r in rows],
+                              f"'{csv_file}'", MedicalFileError)
+        self.classes, self.multi_label = labels.classes, labels.multi_label
+        splits = manifest_splits(csv_file, columns, rows, labels.keys, seed=seed, val_fraction=val_fraction,
+                                 test_fraction=test_fraction, error=MedicalFileError,
+                                 check=check_labels_in_train if labels.multi_label else None)
         files = [Path(r["path"]) if Path(r["path"]).is_absolute() else csv_file.parent / r["path"] for r in rows]
         if spatial_dims == "auto":
             spatial_dims, first = first_spatial_dims(files)
@@ -241,7 +247,7 @@ class ManifestImages(Dataset):
         size = [image_size] * spatial_dims if isinstance(image_size, int) else list(image_size)
         self.input_shape = (channels, *size)
         self.x = torch.stack(images) if images else torch.zeros(0, *self.input_shape)
-        self.labels = torch.from_numpy(labels[kept])
+        self.labels = torch.from_numpy(labels.targets[kept])
         self.captions = [rows[i]["report"] for i in kept]
         self.rows = [rows[i]["row"] for i in kept]
         self.attributes = {}

@@ -2,9 +2,10 @@
 
 ``contrastive`` (InfoNCE and its relatives, margin losses), ``debiased`` (false- and hard-negative
 remedies), ``decoupled`` (DCL / DCLW: InfoNCE without the positive in the denominator),
-``siamese`` (DrLIM's margin loss over all pairs of a batch), ``non_contrastive`` (VICReg and the
-successors without negatives), ``distillation`` (DINO's self-distillation: loss, center, teacher
-temperature) and ``temporal`` (TS2Vec's per-timestamp losses); every loss is importable from here.
+``multi_label`` (SupCon with multi-hot labels), ``siamese`` (DrLIM's margin loss over all pairs
+of a batch), ``non_contrastive`` (VICReg and the successors without negatives), ``distillation``
+(DINO's self-distillation: loss, center, teacher temperature) and ``temporal`` (TS2Vec's
+per-timestamp losses); every loss is importable from here.
 """
 from objectives.functional.contrastive import (  # noqa: F401
     clip_loss,
@@ -31,6 +32,7 @@ from objectives.functional.non_contrastive import (  # noqa: F401
     simsiam_loss,
     vicreg_loss,
 )
+from objectives.functional.multi_label import multilabel_supcon_loss  # noqa: F401
 from objectives.functional.siamese import siamese_loss  # noqa: F401
 from objectives.functional.temporal import (  # noqa: F401
     hierarchical_contrastive_loss,

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from objectives.distributed import gather_no_grad, gather_with_grad
+from objectives.functional.multi_label import multilabel_supcon_loss
 from objectives.tiled import diagonal_cross_entropy, supcon_rows, use_tiled
 from core.process_group import rank, world_size
 
@@ -92,21 +93,26 @@ def supcon_loss(features: torch.Tensor, labels: torch.Tensor | None = None,
 
     Args:
         features: (B, V, D) any float dtype; L2-normalized over D in float32.
-        labels: (B,) integer classes, or None.
+        labels: (B,) integer classes, (B, K) multi-hot labels (positives: rows sharing any
+            label, ``functional.multi_label.multilabel_supcon_loss``, dense only), or None.
         temperature: t; logits are cosine similarity / t.
         tiled: True: tiled log-sum-exp (O(N D) memory, see objectives.tiled);
             False: dense (N, N) logits; None: tiled when the gathered rows
-            exceed objectives.tiled.TILE_THRESHOLD.
+            exceed objectives.tiled.TILE_THRESHOLD (multi-hot labels: always dense).
 
     Returns:
         Scalar float32 loss.
 
     Raises:
-        ValueError: features not 3-D, labels not of shape (B,), or no anchor
-            has a positive (e.g. V=1 with all labels distinct).
+        ValueError: features not 3-D, labels not of shape (B,) or (B, K), tiled=True with
+            multi-hot labels, or no anchor has a positive (e.g. V=1 with all labels distinct).
     """
     if features.dim() != 3:
         raise ValueError(f"features must be (batch, views, dim), got shape {tuple(features.shape)}")
+    if labels is not None and labels.dim() == 2:
+        if tiled:
+            raise ValueError("supcon_loss: the tiled path takes one class per row; multi-hot labels need tiled=False")
+        return multilabel_supcon_loss(features, labels, temperature)
     batch, views, _ = features.shape
     if labels is None:
         ids = torch.arange(batch, device=features.device) + rank() * batch
