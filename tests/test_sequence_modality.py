@@ -139,6 +139,22 @@ def test_sequence_output_is_causal(name):
     assert not torch.allclose(a[:, past:], b[:, past:], atol=1e-4)
 
 
+@pytest.mark.parametrize("pool", ["mean", "max", "last"])
+def test_tcn_pools_the_context_over_the_real_steps_only(pool):
+    torch.manual_seed(0)
+    enc = registry.build("encoder", "tcn", in_channels=2, width=8, pool=pool).eval()
+    x, mask = torch.randn(3, 2, 30), torch.ones(3, 30, dtype=torch.bool)
+    mask[0, 11:], mask[2, 25:] = False, False
+    with torch.no_grad():
+        out = enc(x, mask)
+    context, lengths = out["context"].double().numpy(), mask.sum(1).tolist()
+    reduce = {"mean": lambda c: c.mean(0), "max": lambda c: c.max(0), "last": lambda c: c[-1]}[pool]
+    expected = np.stack([reduce(context[i, :n]) for i, n in enumerate(lengths)])
+    np.testing.assert_allclose(out["embedding"].double().numpy(), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="pool must be"):
+        registry.build("encoder", "tcn", in_channels=2, pool="median")
+
+
 def test_encoder_rejects_a_mismatched_mask():
     enc = registry.build("encoder", "tcn", in_channels=1)
     with pytest.raises(ValueError, match="mask"):

@@ -42,6 +42,25 @@ def masked_mean(seq: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return (seq * weight).sum(dim=1) / weight.sum(dim=1).clamp_min(1.0)
 
 
+def pooled(seq: torch.Tensor, mask: torch.Tensor | None, pool: str) -> torch.Tensor:
+    """seq (B, T, D) -> (B, D) over the steps where mask (B, T) is True: "mean", "max" (per
+    channel), or "last" (the last real step: a causal encoder's context of the whole series).
+
+    Raises:
+        ValueError: an unknown ``pool``.
+    """
+    if pool == "mean":
+        return masked_mean(seq, mask)
+    if pool == "max":
+        return seq.max(dim=1).values if mask is None else seq.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(1).values
+    if pool == "last":
+        if mask is None:
+            return seq[:, -1]
+        last = (mask.long() * torch.arange(1, mask.shape[1] + 1, device=mask.device)).argmax(1)
+        return seq[torch.arange(len(seq), device=seq.device), last]
+    raise ValueError(f"pool must be 'mean', 'max' or 'last', got '{pool}'")
+
+
 def causal_standardize(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Standardize x (B, C, T) per series and channel with running statistics of steps <= t.
 
@@ -102,15 +121,17 @@ class TCN(nn.Module):
 
     Input:  x (B, in_channels, T), mask (B, T) bool or None.
     Output: "sequence" z (B, T, width) and "context" c (B, T, width), each normalized over channels per step,
-            "embedding" (B, width) the masked mean of c.
+            "embedding" (B, width) c pooled over the real steps by ``pool`` (``pooled``: mean, max or last).
     """
 
     def __init__(self, in_channels: int = 1, width: int = 32, depth: int = 5, kernel_size: int = 3,
-                 dropout: float = 0.0, latent_depth: int = 1, normalize_input: bool = True):
+                 dropout: float = 0.0, latent_depth: int = 1, normalize_input: bool = True, pool: str = "mean"):
         super().__init__()
         if not 1 <= latent_depth < depth:
             raise ValueError(f"need 1 <= latent_depth < depth, got latent_depth={latent_depth}, depth={depth}")
-        self.normalize_input = normalize_input
+        if pool not in ("mean", "max", "last"):
+            raise ValueError(f"pool must be 'mean', 'max' or 'last', got '{pool}'")
+        self.normalize_input, self.pool = normalize_input, pool
         blocks = [TemporalBlock(in_channels if i == 0 else width, width, kernel_size, 2 ** i, dropout)
                   for i in range(depth)]
         self.latent_blocks = nn.Sequential(*blocks[:latent_depth])
@@ -129,7 +150,7 @@ class TCN(nn.Module):
         h = self.latent_blocks(x)
         seq = F.layer_norm(rearrange(h, "b c t -> b t c"), (h.shape[1],))
         ctx = rearrange(self.norm(self.blocks(h)), "b c t -> b t c")
-        return {"sequence": seq, "context": ctx, "embedding": masked_mean(ctx, mask)}
+        return {"sequence": seq, "context": ctx, "embedding": pooled(ctx, mask, self.pool)}
 
 
 @register("encoder", "gru", modality="sequence", outputs=("embedding", "sequence"))
