@@ -9,7 +9,8 @@ class ItemProgress:
     """Rewrites one line on a terminal (``embed test: 640/1024 items, 812 items/s``); on a pipe,
     prints a line every ~10% of the items and at the end."""
 
-    def __init__(self, label: str, total: int, enabled: bool = True, stream=sys.stderr):
+    def __init__(self, label: str, total: int, enabled: bool = True, stream=None):
+        stream = sys.stderr if stream is None else stream  # looked up now: sys.stderr may have been replaced
         self.label, self.total, self.enabled, self.stream = label, total, enabled, stream
         self.tty = stream.isatty()
         self.began = time.perf_counter()
