@@ -83,7 +83,7 @@ def main(argv) -> int:
     for split in splits:
         counts.append(f"{split} {int((arrays['split'] == split).sum())}")
     joint = f", joint {arrays['joint'].shape[1]}" if "joint" in arrays else ""
-    left = f"; {n_skipped} unreadable files skipped" if n_skipped else ""
+    left = f"; skipped {n_skipped} unreadable file{'s' if n_skipped > 1 else ''}" if n_skipped else ""
     print(f"{out}: {len(arrays['id'])} items ({', '.join(counts)}), embedding {arrays['embedding'].shape[1]}"
           f"{joint}{left}")
     return 0

@@ -161,7 +161,7 @@ def test_a_bad_file_is_named_or_skipped(clap_run, tmp_path, capsys):
     status, out, err = embed_cli(capsys, clap_run, "--data", tmp_path / "clips", "--skip-bad",
                                  "--out", tmp_path / "e.npz")
     assert status == 0, err
-    assert "1 unreadable files skipped" in out
+    assert "; skipped 1 unreadable file" in out
     ids = np.load(tmp_path / "e.npz")["id"].tolist()
     assert len(ids) == 9 and not any(i.endswith("c3.wav") for i in ids)
 
