@@ -5,11 +5,13 @@
     python run.py --list                            # objectives x modalities: what works
     python run.py --resume runs/audio-cpc-20261124-120000
     python run.py eval RUN_DIR                      # evaluate a finished run again (evaluation/command.py)
+    python run.py embed RUN_DIR [--data PATH]       # embeddings as .npz (inference/embed_command.py)
+    python run.py export RUN_DIR --out DIR          # safetensors + preprocess.json (inference/export_command.py)
     python run.py compare --modalities audio medical --objectives cpc supcon   (comparison/command.py)
     tensorboard --logdir runs
 
 One run is ``experiment.run_experiment``; the layers below it are ``evaluation/``,
-``comparison/``, ``training/``, then ``objectives/`` and ``modalities/`` (README, Design).
+``comparison/``, ``inference/``, ``training/``, then ``objectives/`` and ``modalities/`` (README, Design).
 """
 from __future__ import annotations
 
@@ -39,8 +41,10 @@ def parse_args(argv):
                "<- the modality file's with_objective.<o> <- --config FILE <- overrides. "
                "With --data, data.format=auto picks the modality's loader that recognizes the path.\n\n"
                "Subcommands: python run.py eval --help (evaluate a run again: evaluation/command.py), "
-               "python run.py compare --help (a modality x objective grid: comparison/command.py). One run is "
-               "experiment.py over training/, objectives/, modalities/ and core/ (README, Design).",
+               "python run.py compare --help (a modality x objective grid: comparison/command.py), "
+               "python run.py embed --help (a run's embeddings as .npz: inference/embed_command.py), "
+               "python run.py export --help (a run's encoders as safetensors: inference/export_command.py). "
+               "One run is experiment.py over training/, objectives/, modalities/ and core/ (README, Design).",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--modality", default=None, help=f"registered modality (default {DEFAULT_MODALITY})")
     parser.add_argument("--objective", default=None, help=f"registered objective (default {DEFAULT_OBJECTIVE})")
@@ -89,7 +93,8 @@ def make_config(args) -> tuple[dict, Path, bool]:
     return cfg, run_dir, False
 
 
-SUBCOMMANDS = {"eval": "evaluation.command", "compare": "comparison.command"}
+SUBCOMMANDS = {"eval": "evaluation.command", "compare": "comparison.command", "embed": "inference.embed_command",
+               "export": "inference.export_command"}
 
 
 def main(argv=None) -> int:

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 import modalities  # noqa: F401  (registers the loaders)
+import objectives  # noqa: F401  (registers the objectives build_training looks up)
 from core import registry
 from core.errors import UserError
 from modalities.user_data import assign_splits, canonical_label, label_map

@@ -57,14 +57,14 @@ def section(cfg_part: dict, name: str) -> dict:
     return dict(cfg_part.get(name) or {})
 
 
-def build_datasets(cfg: dict) -> dict:
-    """{'train', 'val', 'test'} datasets of the configured data."""
+def build_datasets(cfg: dict, splits=("train", "val", "test")) -> dict:
+    """{split: dataset} of the configured data, for each of ``splits`` (default train, val, test)."""
     data = cfg["data"]
     kwargs = section(data, data["name"])
     if data["path"] is not None:
         kwargs["path"] = str(Path(data["path"]).expanduser())  # "~/..." in an experiment file
     return {split: registry.build("dataset", data["name"], split=split, seed=cfg["seed"], **kwargs)
-            for split in ("train", "val", "test")}
+            for split in splits}
 
 
 def takes(kind: str, name: str, argument: str) -> bool:

@@ -85,6 +85,13 @@ def read_audio(file: Path, sample_rate: int, clip_samples: int, where: str | Non
     mono = data.mean(axis=1)
     if not np.isfinite(mono).all():
         raise AudioFileError(f"{where}: holds non-finite samples")
+    return fit_clip(mono, rate, sample_rate, clip_samples), data.shape[0] / rate
+
+
+def fit_clip(mono: np.ndarray, rate: int, sample_rate: int, clip_samples: int) -> np.ndarray:
+    """A mono signal (T,) at ``rate`` as the model's clip: resampled with librosa to ``sample_rate``,
+    center-cropped or zero-padded at the end to (clip_samples,) float32. What every audio loader
+    (and ``inference.preprocess``) does after reading a file."""
     if rate != sample_rate:
         import librosa  # slow to import; only needed when rates differ
         mono = librosa.resample(mono, orig_sr=rate, target_sr=sample_rate)
@@ -93,12 +100,13 @@ def read_audio(file: Path, sample_rate: int, clip_samples: int, where: str | Non
         mono = mono[start:start + clip_samples]
     else:
         mono = np.pad(mono, (0, clip_samples - len(mono)))
-    return mono.astype(np.float32), data.shape[0] / rate
+    return mono.astype(np.float32)
 
 
 class AudioFiles(Dataset):
     """One split of a list of ``Row``s, loaded into memory. Items: x (1, clip_samples) float32,
-    label int64, text str, index int. Attributes: classes, labels, captions, files, speakers,
+    label int64, text str, index int. Attributes: classes, labels, captions, files, rows (each item's
+    1-based manifest row, None for a folder), speakers,
     sample_rate, input_shape, attributes ({"duration_s"}), skipped (bad files left out).
 
     Raises:
@@ -140,6 +148,7 @@ class AudioFiles(Dataset):
         self.labels = torch.tensor([mapping[canonical_label(r.label)] for r in kept], dtype=torch.long)
         self.captions = [r.caption for r in kept]
         self.files = [r.file for r in kept]
+        self.rows = [r.row for r in kept]
         self.speakers = [r.speaker for r in kept] if any(r.speaker is not None for r in rows) else None
         self.classes = list(mapping)
         self.sample_rate = sample_rate

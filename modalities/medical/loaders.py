@@ -127,7 +127,17 @@ def pipeline(image_size, channels: int, spatial_dims: int, origin: str) -> Compo
 
     ``origin`` says where ``spatial_dims`` came from, for the error of a file that has other dimensions.
     """
-    from monai.transforms import Compose, EnsureTyped, Lambdad, Resized, ScaleIntensityd
+    from monai.transforms import Compose
+
+    return Compose([_image_loader("image"), *image_transforms(image_size, channels, spatial_dims, origin)])
+
+
+def image_transforms(image_size, channels: int, spatial_dims: int, origin: str) -> list:
+    """``pipeline`` after loading: dictionary transforms of {'image': (C, *spatial) channel-first array}
+    to {'image': (channels, *size) float32 in [0, 1]}: channels converted, MONAI ``Resized`` (area),
+    ``ScaleIntensityd`` min-max to [0, 1]. ``inference.preprocess`` runs these on arrays.
+    A wrong shape raises ``_BadImage`` inside MONAI (wrapped in its RuntimeError)."""
+    from monai.transforms import EnsureTyped, Lambdad, Resized, ScaleIntensityd
 
     def to_spatial_dims_and_channels(img):
         dims = _spatial_dims_of(img)
@@ -147,13 +157,12 @@ def pipeline(image_size, channels: int, spatial_dims: int, origin: str) -> Compo
         raise _BadImage(f"has {have} channels; cannot convert to {channels}")
 
     size = [image_size] * spatial_dims if isinstance(image_size, int) else list(image_size)
-    return Compose([
-        _image_loader("image"),
+    return [
         Lambdad(keys="image", func=to_spatial_dims_and_channels),
         Resized(keys="image", spatial_size=size),
         ScaleIntensityd(keys="image", minv=0.0, maxv=1.0),
         EnsureTyped(keys="image", dtype=torch.float32, track_meta=False),
-    ])
+    ]
 
 
 def first_spatial_dims(files: list[Path]) -> tuple[int, Path]:
@@ -175,12 +184,32 @@ def first_spatial_dims(files: list[Path]) -> tuple[int, Path]:
     raise MedicalFileError(f"none of the {len(files)} files of the manifest can be read as an image")
 
 
-def _reason(err: BaseException) -> str:
-    """Why a file failed, from the innermost cause (MONAI wraps transform errors), first line."""
+def failure_reason(err: BaseException) -> str:
+    """Why a file or array failed in ``pipeline`` or ``image_transforms``, from the innermost cause
+    (MONAI wraps transform errors), first line."""
     while err.__cause__ is not None:
         err = err.__cause__
     text = (str(err).strip().splitlines() or [type(err).__name__])[0]
     return text if isinstance(err, _BadImage) else f"cannot be read as an image ({text})"
+
+
+def load_image(transform, file: Path, where: str, fields: dict | None = None) -> torch.Tensor:
+    """(channels, *image_size) float32 of one file through ``transform`` (``pipeline``); ``fields`` travel
+    beside 'image' in its dictionary.
+
+    Raises:
+        MedicalFileError: an unsupported suffix, no such file, or a file that cannot be read or
+            converted, naming ``where``.
+    """
+    name = file.name.lower()
+    if not any(name.endswith(s) for s in SUFFIXES):
+        raise MedicalFileError(f"{where}: unsupported file type; expected one of {', '.join(SUFFIXES)}")
+    if not file.is_file():
+        raise MedicalFileError(f"{where}: no such file")
+    try:
+        return transform({"image": str(file), **(fields or {})})["image"]
+    except Exception as err:  # MONAI raises RuntimeError/ValueError/OSError for unreadable files
+        raise MedicalFileError(f"{where}: {failure_reason(err)}") from err
 
 
 @register("dataset", "medical_manifest", modality="medical", provides=("x", "label", "text"))
@@ -196,6 +225,9 @@ class ManifestImages(Dataset):
             readable file of the manifest (say so in one line).
         val_fraction, test_fraction: per-class fractions held out (see ``modalities/user_data.py``).
         skip_bad: skip unreadable files (listed in ``self.skipped`` as (row, file, reason)) instead of failing.
+
+    Attributes: x, labels, captions, classes, rows (each item's 1-based manifest row), files, skipped,
+    input_shape.
 
     Raises:
         ValueError: unknown split or fractions outside [0, 1) summing to 1 or more.
@@ -250,21 +282,14 @@ class ManifestImages(Dataset):
         self.labels = torch.from_numpy(labels.targets[kept])
         self.captions = [rows[i]["report"] for i in kept]
         self.rows = [rows[i]["row"] for i in kept]
+        self.files = [files[i] for i in kept]
         self.attributes = {}
 
     @staticmethod
     def _load(transform, file: Path, row: dict) -> torch.Tensor:
         """(channels, *image_size) float32 of one manifest row. Raises MedicalFileError naming file and row."""
-        where = f"'{file}' (manifest row {row['row']})"
-        name = file.name.lower()
-        if not any(name.endswith(s) for s in SUFFIXES):
-            raise MedicalFileError(f"{where}: unsupported file type; expected one of {', '.join(SUFFIXES)}")
-        if not file.is_file():
-            raise MedicalFileError(f"{where}: no such file")
-        try:
-            return transform({"image": str(file), "report": row["report"], "label": row["label"]})["image"]
-        except Exception as err:  # MONAI raises RuntimeError/ValueError/OSError for unreadable files
-            raise MedicalFileError(f"{where}: {_reason(err)}") from err
+        return load_image(transform, file, f"'{file}' (manifest row {row['row']})",
+                          {"report": row["report"], "label": row["label"]})
 
     def __len__(self) -> int:
         return len(self.labels)

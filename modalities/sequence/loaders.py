@@ -174,8 +174,27 @@ def detect_format(path) -> str:
     _fail(path, "holds no train.npz, <Name>_TRAIN.tsv or <Name>_TRAIN.ts")
 
 
+def fixed_length(series, length: int) -> np.ndarray:
+    """Every (C, T_i) series cropped or NaN-padded at the end to ``length``: (N, C, length) float64,
+    NaN (and inf) where a value is missing."""
+    x = np.full((len(series), series[0].shape[0], length), np.nan)
+    for i, s in enumerate(series):
+        x[i, :, :min(length, s.shape[1])] = s[:, :length]
+    return x
+
+
+def masked(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(x with missing values 0, float32; mask (N, T) True where every channel has a value) of
+    x (N, C, T): how every series loader (and ``inference``) feeds missing and padded steps."""
+    mask = np.isfinite(x).all(axis=1)
+    return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32), mask
+
+
 class FileSeries(Dataset):
     """A split of train/test series lists (see the module docstring); subclasses read the files.
+
+    Attributes: x (N, C, T), mask (N, T), labels, classes, captions, files (each item's file) and
+    rows (its position in that file, 1-based: the n-th series), input_shape.
 
     Raises:
         ValueError: unknown split or a val_fraction outside [0, 1).
@@ -198,7 +217,7 @@ class FileSeries(Dataset):
         train_y, test_y = [canonical_label(v) for v in train_y], [canonical_label(v) for v in test_y]
         mapping = label_map(train_y + test_y)
         length = int(length) if length else max(s.shape[1] for s in train_x + test_x)
-        x, mask = self._fixed(train_x + test_x, length)
+        x, mask = masked(fixed_length(train_x + test_x, length))
         labels = np.array([mapping[v] for v in train_y + test_y], dtype=np.int64)
         splits = assign_splits(train_y + test_y, ["train"] * len(train_x) + ["test"] * len(test_x), seed=seed,
                                val_fraction=val_fraction, test_fraction=0.0, source=f"'{files[0].parent}'")
@@ -210,15 +229,8 @@ class FileSeries(Dataset):
         self.captions = [f"a series of class {self.classes[i]}" for i in self.labels.tolist()]
         self.attributes = {"length": self.mask.sum(dim=1).numpy().astype(np.float64)}
         self.input_shape = (channels.pop(), length)
-
-    @staticmethod
-    def _fixed(series, length: int):
-        """Crop or NaN-pad every (C, T_i) series to ``length``: x (N, C, length) float32 and mask (N, length)."""
-        x = np.full((len(series), series[0].shape[0], length), np.nan)
-        for i, s in enumerate(series):
-            x[i, :, :min(length, s.shape[1])] = s[:, :length]
-        mask = np.isfinite(x).all(axis=1)
-        return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32), mask
+        origin = [(files[0], n + 1) for n in range(len(train_x))] + [(files[1], n + 1) for n in range(len(test_x))]
+        self.files, self.rows = [origin[i][0] for i in index], [origin[i][1] for i in index]
 
     def __len__(self) -> int:
         return len(self.labels)
