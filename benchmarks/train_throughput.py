@@ -79,7 +79,7 @@ class Runner:
         from torch.utils.tensorboard import SummaryWriter
 
         (self.cfg, self.device, self.datasets, self.model, self.views, self.optimizer,
-         self.scheduler, self.speed) = setup(modality, objective, device_name, overrides)
+         self.scheduler, self.speed, self.online) = setup(modality, objective, device_name, overrides)
         self.run_dir, self.writer, self.step = run_dir, SummaryWriter(str(run_dir)), 0
         self.batch_size = self.cfg["train"]["batch_size"]
         self.minimal_batches = None
@@ -90,7 +90,7 @@ class Runner:
         self.cfg["train"]["stop_after_steps"] = steps
         began, cpu = time.perf_counter(), time.process_time()
         stats = train(self.cfg, self.model, self.views, self.datasets, self.optimizer, self.scheduler,
-                      self.writer, self.run_dir, self.device, self.speed, start_step=self.step)
+                      self.writer, self.run_dir, self.device, self.speed, start_step=self.step, online=self.online)
         self.step = stats["step"]
         return self.rates(steps, began, cpu)
 
