@@ -27,9 +27,10 @@ CPU = torch.device("cpu")
 ONLINE_TAGS = ["train/online_probe_acc", "train/online_probe_loss", "val/online_probe_acc", "val/knn_acc",
                "val/effective_rank", "val/output_std"]
 # The ways an objective's encoder sees a batch: x itself (cpc), every view flattened (simclr), one
-# view (moco), and none of these, so the classifier embeds x once more (medical cpc's patch
-# embedding is computed on demand; simcse doubles the batch, with dropout on).
-PAIRS = [("audio", "cpc"), ("sequence", "simclr"), ("sequence", "moco"), ("medical", "cpc"), ("sequence", "simcse")]
+# view (moco), x twice with dropout on (simcse), and none of these, so the classifier embeds x once
+# more (medical cpc's patch embedding is computed on demand, with BatchNorm; ts2vec's random crops).
+PAIRS = [("audio", "cpc"), ("sequence", "simclr"), ("sequence", "moco"), ("sequence", "simcse"), ("medical", "cpc"),
+         ("sequence", "ts2vec")]
 
 
 def tiny(modality: str) -> list[str]:
@@ -101,18 +102,42 @@ def test_embeddings_are_matched_to_their_labels_for_x_one_view_and_flattened_vie
     encoder, probe = FirstValue(), OnlineProbe(2, 5, 1e-2, CPU)
     probe.attach(encoder)
     for call in (lambda: encoder(batch["x"]), lambda: encoder(batch["views"][:, 1]),
-                 lambda: encode_views(encoder, batch)):
+                 lambda: encode_views(encoder, batch), lambda: encoder(torch.cat([batch["x"], batch["x"]]))):
         with probe.watch(encoder, batch):
             call()
-    with probe.watch(encoder, batch):  # a new tensor: no match, so x is embedded once more
+    with probe.watch(encoder, batch):  # other values: no match, so x is embedded once more
         encoder(torch.cat([batch["x"], batch["x"]]) + 100)
     probe.detach()
-    (e_x, y_x), (e_one, y_one), (e_all, y_all), (e_again, y_again) = probe.seen
+    (e_x, y_x), (e_one, y_one), (e_all, y_all), (e_twice, y_twice), (e_again, y_again) = probe.seen
     assert torch.equal(e_x[:, 0], labels.float()) and torch.equal(y_x, labels)
     assert torch.equal(e_one[:, 0], labels.float() + 10) and torch.equal(y_one, labels)
     assert len(e_all) == b * v and torch.equal(y_all, labels.repeat_interleave(v))
     assert torch.equal(e_all[:, 0] % 10, y_all.float())  # each row's value is its own item's label (+ 10 v)
+    assert torch.equal(e_twice[:, 0], labels.float().repeat(2)) and torch.equal(y_twice, labels.repeat(2))
     assert torch.equal(e_again[:, 0], labels.float()) and torch.equal(y_again, labels)
+
+
+class NoisyFirstValue(FirstValue):
+    """FirstValue that draws from the global RNG on every call and has a BatchNorm that counts its batches."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(1)
+
+    def forward(self, x):
+        torch.rand(3)
+        self.norm(x.flatten(1)[:, :1])
+        return super().forward(x)
+
+
+def test_the_extra_forward_leaves_rng_mode_and_batchnorm_as_they_were():
+    encoder, labels = NoisyFirstValue().train(), torch.tensor([1, 0, 1])
+    batch = {"x": labels.float().view(3, 1, 1).expand(3, 1, 4).contiguous(), "label": labels}
+    rng = torch.get_rng_state()
+    embedding, seen = OnlineProbe.embed_again(encoder, batch)
+    assert torch.equal(embedding[:, 0], labels.float()) and torch.equal(seen, labels)
+    assert torch.equal(rng, torch.get_rng_state())
+    assert encoder.training and int(encoder.norm.num_batches_tracked) == 0
 
 
 def test_scores_equal_a_numpy_formulation_on_a_hand_made_input():

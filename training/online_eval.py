@@ -8,13 +8,13 @@ encoder, its gradient never enters the model's clipping or optimizer.
 
 Which embedding: the one the objective's own forward already computed, caught by a forward
 hook on the x encoder, when that call's input is the batch's ``x`` itself (cpc, ce, triplet,
-the paired objectives), one view (moco's first) or every view flattened in (B, V) order as
+the paired objectives), one view (moco's first), every view flattened in (B, V) order as
 ``objectives.parts.encode_views`` passes them (supcon, simclr, dcl, contrastive, byol, simsiam,
-vicreg, barlow_twins, dino): then the probe costs one (N, D) x (D, K) matmul a step. Otherwise
-(simcse's doubled batch, ts2vec's crops, the gradient cache's chunks, an output computed only on
-demand and not demanded, as the medical patch embedding under cpc) one extra forward of ``x``
-without gradient in eval mode (no dropout, BatchNorm statistics untouched, the global RNG
-restored); one line says so.
+vicreg, barlow_twins, dino) or copies of ``x`` stacked (simcse's two dropout passes): then the
+probe costs one (N, D) x (D, K) matmul and its AdamW step. Otherwise (ts2vec's crops, the
+gradient cache's chunks, an output computed only on demand and not demanded, as the medical
+patch embedding under cpc) one extra forward of ``x`` without gradient in eval mode (no dropout,
+BatchNorm statistics untouched, the global RNG restored); one line says so.
 
 Under torchrun every rank trains the probe on its own block and the probe's gradients are
 averaged over ranks in their own ``all_reduce`` (the model's reduction is untouched), so
@@ -50,7 +50,8 @@ def rows_and_labels(inp, output, batch: dict):
     """The (N, D) embedding and (N,) labels of one encoder call, or None when its ``embedding`` was never
     computed (outputs made on demand: ``LazyOutputs``) or its input is none of: the batch's ``x`` (B, ...),
     one view ``views[:, v]`` (B, ...), or every view flattened in place to (B*V, ...) (row b*V + v is
-    view v of sample b), each recognized by reading the very same memory."""
+    view v of sample b), each recognized by reading the very same memory; or copies of ``x`` stacked
+    (k*B, ...), recognized by equal values (row j*B + b is sample b)."""
     if not isinstance(output, dict) or not dict.__contains__(output, "embedding") or not torch.is_tensor(inp):
         return None
     labels, views = batch["label"], batch.get("views")
@@ -59,6 +60,10 @@ def rows_and_labels(inp, output, batch: dict):
         return output["embedding"], labels
     if views is not None and views.is_contiguous() and same_memory(inp, views.view(-1, *views.shape[2:])):
         return output["embedding"], labels.repeat_interleave(views.shape[1])
+    x = batch["x"]
+    if (len(inp) % len(x) == 0 and inp.shape[1:] == x.shape[1:] and inp.dtype == x.dtype
+            and all(torch.equal(block, x) for block in inp.split(len(x)))):
+        return output["embedding"], labels.repeat(len(inp) // len(x))
     return None
 
 
@@ -75,7 +80,7 @@ class OnlineProbe:
         with torch.no_grad():
             self.linear.weight.zero_()
             self.linear.bias.zero_()
-        self.optimizer = torch.optim.AdamW(self.linear.parameters(), lr=lr, weight_decay=0.0)
+        self.optimizer = torch.optim.AdamW(self.linear.parameters(), lr=lr, weight_decay=0.0, fused=True)
         self.seen: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._calls: list | None = None
         self._handle = None
