@@ -280,7 +280,8 @@ def main(argv=None) -> int:
                         help="instead: the largest batch one step fits in, per --precisions (default the config's)")
     parser.add_argument("--max-batch", type=int, default=65536, help="where --largest-batch stops growing")
     parser.add_argument("--online-eval", action="store_true",
-                        help="instead: seconds per step with train.online_eval on against off, and one online validation")
+                        help="instead: seconds per step with train.online_eval on against off, and one "
+                             "online validation")
     args = parser.parse_args(argv)
     import torch
 

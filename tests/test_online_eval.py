@@ -98,7 +98,8 @@ def test_embeddings_are_matched_to_their_labels_for_x_one_view_and_flattened_vie
     b, v = 5, 3
     labels = torch.tensor([3, 0, 4, 1, 2])
     x = labels.float().view(b, 1, 1).expand(b, 1, 4).contiguous()
-    batch = {"x": x, "label": labels, "views": x.unsqueeze(1).repeat(1, v, 1, 1) + torch.arange(v).view(1, v, 1, 1) * 10}
+    views = x.unsqueeze(1).repeat(1, v, 1, 1) + torch.arange(v).view(1, v, 1, 1) * 10  # view j: label + 10 j
+    batch = {"x": x, "label": labels, "views": views}
     encoder, probe = FirstValue(), OnlineProbe(2, 5, 1e-2, CPU)
     probe.attach(encoder)
     for call in (lambda: encoder(batch["x"]), lambda: encoder(batch["views"][:, 1]),
