@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from evaluation.online import OnlineValidation
 from evaluation.protocols import check_protocol, evaluate_run
 from core.process_group import is_main, world_size
 from training import checkpoint
@@ -43,17 +44,19 @@ def _run(cfg: dict, run_dir: Path, resume: bool, device) -> dict | None:
     began = time.time()
     main, world = is_main(), world_size()
     check_protocol(cfg)  # an eval error before minutes of training
-    datasets, model, views, optimizer, scheduler, speed = build_training(cfg, device)
+    datasets, model, views, optimizer, scheduler, speed, online = build_training(cfg, device)
     print_data_summary(cfg, datasets, world)
 
     start_step, counters = 0, {}
     if resume:
         state = checkpoint.load(run_dir / "checkpoints" / "last.pt")
-        start_step, counters = checkpoint.restore(state, model, optimizer, scheduler), state.get("counters", {})
+        start_step = checkpoint.restore(state, model, optimizer, scheduler, online)
+        counters = state.get("counters", {})
     writer = open_run_dir(cfg, model, run_dir, start_step) if main else None
 
+    watch = OnlineValidation(cfg, datasets, device) if cfg["train"]["online_eval"] and main else None
     stats = train(cfg, model, views, datasets, optimizer, scheduler, writer, run_dir, device, speed, start_step,
-                  counters)
+                  counters, online=online, online_validation=watch)
     dist.teardown()  # the rest is rank 0 alone: no collective (a loss's gather) can wait on a finished rank
     if not main:
         return None

@@ -4,6 +4,7 @@
     python benchmarks/train_throughput.py --steps 10 --repeats 3 --pairs sequence/cpc
     python benchmarks/train_throughput.py --device cuda --precisions fp32 bf16     # GPU session
     python benchmarks/train_throughput.py --device cuda --largest-batch --precisions fp32 bf16
+    python benchmarks/train_throughput.py --online-eval      # the cost of train.online_eval: on / off
 
 For each modality/objective pair, with default model sizes and batch size:
 
@@ -24,6 +25,10 @@ loops alike; ``--set train.keep_host_memory=false`` measures both without it.
 Without it, how many pages each step faults afresh depends on the heap's
 history, which made this ratio swing between 0.81 and 1.03 from run to run
 (benchmarks/RESULTS.md).
+
+The loop runs as experiment.py runs it, so with ``train.online_eval`` (on by default) the
+online classifier trains in it; ``--online-eval`` prints the loop with it on against off
+instead (benchmarks/online_eval_cost.py).
 
 ``--precisions`` and ``--largest-batch`` print the GPU-session tables
 instead (benchmarks/batch_and_precision.py).
@@ -79,18 +84,20 @@ class Runner:
         from torch.utils.tensorboard import SummaryWriter
 
         (self.cfg, self.device, self.datasets, self.model, self.views, self.optimizer,
-         self.scheduler, self.speed) = setup(modality, objective, device_name, overrides)
+         self.scheduler, self.speed, self.online) = setup(modality, objective, device_name, overrides)
         self.run_dir, self.writer, self.step = run_dir, SummaryWriter(str(run_dir)), 0
         self.batch_size = self.cfg["train"]["batch_size"]
         self.minimal_batches = None
 
-    def run_loop(self, steps: int) -> tuple[float, float]:
+    def run_loop(self, steps: int, online: bool = True) -> tuple[float, float]:
+        """The loop as experiment.py calls it; ``online=False`` leaves the online classifier out."""
         from training.loop import train
 
         self.cfg["train"]["stop_after_steps"] = steps
         began, cpu = time.perf_counter(), time.process_time()
         stats = train(self.cfg, self.model, self.views, self.datasets, self.optimizer, self.scheduler,
-                      self.writer, self.run_dir, self.device, self.speed, start_step=self.step)
+                      self.writer, self.run_dir, self.device, self.speed, start_step=self.step,
+                      online=self.online if online else None)
         self.step = stats["step"]
         return self.rates(steps, began, cpu)
 
@@ -195,6 +202,29 @@ def overhead_table(args) -> bool:
     return all(math.isfinite(r["ratio"]) for r in rows)
 
 
+def online_table(args) -> bool:
+    """Seconds per step with ``train.online_eval`` on and off, and one online validation
+    (online_eval_cost.py); True when every ratio is finite."""
+    from online_eval_cost import measure_online
+
+    print("| pair | device | batch | s/step off | s/step on | on / off, wall | per round | on / off, CPU time "
+          "| per round | classifier's own ms/step (share of a step) | online validation s (bank + val items) "
+          "| in steps | share at val_every |")
+    print("|---" * 13 + "|", flush=True)
+    ok = True
+    for pair in args.pairs:
+        with open_runner(pair, args.device, args.set) as runner:
+            row = measure_online(runner, args.steps, args.repeats)
+        wall, cpu = (" ".join(f"{x:.3f}" for x in row[key]) for key in ("ratios", "cpu_ratios"))
+        ok = ok and math.isfinite(row["ratio"])
+        print(f"| {pair} | {runner.device} | {runner.batch_size} | {row['step_off']:.4f} | {row['step_on']:.4f} "
+              f"| {row['ratio']:.3f} | {wall} | {row['cpu_ratio']:.3f} | {cpu} "
+              f"| {1000 * row['probe_s']:.2f} ({row['probe_s'] / row['step_off']:.4f}) | {row['val_s']:.2f} "
+              f"({row['bank']} + {row['queries']}) | {row['val_steps']:.1f} "
+              f"| {row['val_share']:.3f} ({row['val_every']}) |", flush=True)
+    return ok
+
+
 def precision_table(args) -> bool:
     """Loop samples/s per train.precision (batch_and_precision.py); True when every rate is positive."""
     from batch_and_precision import precision_rows
@@ -249,6 +279,9 @@ def main(argv=None) -> int:
     parser.add_argument("--largest-batch", action="store_true",
                         help="instead: the largest batch one step fits in, per --precisions (default the config's)")
     parser.add_argument("--max-batch", type=int, default=65536, help="where --largest-batch stops growing")
+    parser.add_argument("--online-eval", action="store_true",
+                        help="instead: seconds per step with train.online_eval on against off, and one "
+                             "online validation")
     args = parser.parse_args(argv)
     import torch
 
@@ -259,6 +292,8 @@ def main(argv=None) -> int:
     if args.largest_batch:
         args.precisions = args.precisions or ["auto"]
         ok = batch_table(args)
+    elif args.online_eval:
+        ok = online_table(args)
     elif args.precisions:
         ok = precision_table(args)
     else:

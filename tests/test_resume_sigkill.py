@@ -4,7 +4,8 @@ Real run.py subprocesses on CPU (one thread, train.deterministic=true): run A
 goes straight to the end; run B is SIGKILLed once its checkpoint passes step
 KILL_AFTER, then resumed; run C gets SIGTERM, finishes its step, checkpoints
 and exits 143, then is resumed. Final parameters, optimizer state and the
-TensorBoard loss curve must equal A's exactly.
+TensorBoard loss curve must equal A's exactly, and so must the online classifier
+(train.online_eval, on by default): its weights, its AdamW moments and its logged curves.
 """
 from __future__ import annotations
 
@@ -46,10 +47,10 @@ def wait_for_step(proc, run_dir, step: int, timeout: float = 120) -> None:
         time.sleep(0.02)
 
 
-def losses(run_dir) -> list:
+def losses(run_dir, tag: str = "train/loss") -> list:
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     acc.Reload()
-    return [(e.step, e.value) for e in acc.Scalars("train/loss")]
+    return [(e.step, e.value) for e in acc.Scalars(tag)]
 
 
 def assert_same_final_state(a_dir, b_dir) -> None:
@@ -63,6 +64,16 @@ def assert_same_final_state(a_dir, b_dir) -> None:
         for key in ("exp_avg", "exp_avg_sq", "step"):
             torch.testing.assert_close(state[key], b["optimizer"]["state"][pid][key], rtol=0, atol=0)
     assert losses(a_dir) == losses(b_dir)
+    probe_a, probe_b = a["online_probe"], b["online_probe"]
+    for key, value in probe_a["linear"].items():
+        assert value.abs().sum() > 0, key  # trained: it started at zero
+        torch.testing.assert_close(value, probe_b["linear"][key], rtol=0, atol=0, msg=key)
+    assert probe_a["optimizer"]["state"].keys() == probe_b["optimizer"]["state"].keys() == {0, 1}
+    for pid, state in probe_a["optimizer"]["state"].items():
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            torch.testing.assert_close(state[key], probe_b["optimizer"]["state"][pid][key], rtol=0, atol=0)
+    for tag in ("train/online_probe_loss", "train/online_probe_acc"):
+        assert len(losses(a_dir, tag)) == STEPS and losses(a_dir, tag) == losses(b_dir, tag), tag
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,14 @@ def test_two_step_run_writes_config_events_checkpoint_and_results(tmp_path, tiny
                 "eval/floor_linear_probe_acc"]:
         assert tag in tags, f"missing TensorBoard tag {tag}; have {sorted(tags)}"
     assert [step for step, _ in tags["train/loss"]] == [1, 2]
+    # Online evaluation, on by default: the classifier every step, the representation at validation (step 2).
+    for tag in ["train/online_probe_acc", "train/online_probe_loss"]:
+        assert [step for step, _ in tags[tag]] == [1, 2], tag
+    for tag in ["val/online_probe_acc", "val/knn_acc", "val/effective_rank", "val/output_std"]:
+        assert [step for step, _ in tags[tag]] == [2], f"missing TensorBoard tag {tag}; have {sorted(tags)}"
+    for tag in ["train/online_probe_acc", "val/online_probe_acc", "val/knn_acc"]:
+        assert 0 <= tags[tag][-1][1] <= 1, tag
+    assert tags["val/output_std"][0][1] > 0 and tags["val/effective_rank"][0][1] >= 1
 
     results = json.loads((run_dir / "results.json").read_text())
     assert results["modality"] == "audio" and results["objective"] == "cpc" and results["steps"] == 2

@@ -48,7 +48,11 @@ def test_two_processes_train_like_one_with_the_global_batch(tmp_path):
     run(["run.py"], one, 2 * B)
     done = run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "run.py"], two, B)
     a, b = scalars(one), scalars(two)
-    for tag, step in [("train/loss", 1), ("train/grad_norm", 1), ("train/loss", 2), ("val/loss", 2)]:
+    # The online classifier: gradients averaged over ranks (step 2's loss is after one update), and
+    # rank 0 alone scores the same fixed val items and train bank at validation.
+    for tag, step in [("train/loss", 1), ("train/grad_norm", 1), ("train/loss", 2), ("val/loss", 2),
+                      ("train/online_probe_loss", 1), ("train/online_probe_loss", 2), ("val/online_probe_acc", 2),
+                      ("val/knn_acc", 2), ("val/effective_rank", 2), ("val/output_std", 2)]:
         assert abs(a[tag][step] - b[tag][step]) < 1e-5 * max(1.0, abs(a[tag][step])), (tag, step, a[tag], b[tag])
     # Rank 0 alone wrote the run directory and printed the result line.
     assert len(list(two.glob("events.out.tfevents.*"))) == 1

@@ -1,4 +1,5 @@
-"""From a validated config to what a run trains: datasets, encoders, views, objective, optimizer.
+"""From a validated config to what a run trains: datasets, encoders, views, objective, optimizer
+and the online classifier (``training/online_eval.py``).
 
 ``build_training`` is the one recipe, used by ``experiment.py`` to train and, through
 ``build_model_and_data``, by ``run.py eval`` to rebuild a run's model around its checkpoint.
@@ -22,6 +23,7 @@ from objectives.labels import check_label_mode
 from training import distributed, grad_cache
 from training.budget import fit_budget
 from training.host_memory import keep_freed_host_memory
+from training.online_eval import OnlineProbe, build_online_probe
 from training.optimizers import build_optimizer
 from training.precision import SpeedSettings, apply_speed_settings, resolve_speed
 from training.schedule import warmup_cosine
@@ -182,6 +184,7 @@ class Training(NamedTuple):
     optimizer: torch.optim.Optimizer  # optim.name (training/optimizers.py)
     scheduler: object                 # its warmup-cosine LambdaLR
     speed: SpeedSettings              # the resolved train.* speed switches the loop reads
+    online: OnlineProbe | None        # the online classifier (train.online_eval; None when off or unlabelled)
 
 
 def build_training(cfg: dict, device: torch.device) -> Training:
@@ -198,4 +201,5 @@ def build_training(cfg: dict, device: torch.device) -> Training:
     oc = cfg["optim"]
     optimizer = build_optimizer(oc, model)
     scheduler = warmup_cosine(optimizer, cfg["train"]["steps"], oc["warmup_steps"], oc["min_lr_ratio"])
-    return Training(datasets, model, views, optimizer, scheduler, speed)
+    online = build_online_probe(cfg, model["encoders"]["x"], datasets["train"], device)
+    return Training(datasets, model, views, optimizer, scheduler, speed, online)

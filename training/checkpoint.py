@@ -1,9 +1,10 @@
 """Checkpoints: written atomically, kept one generation back, checked on reading, read without executing code.
 
 A checkpoint is a plain dict of tensors, numbers and strings:
-``{"step", "model", "optimizer", "scheduler", "rng": {"torch", "cuda"}, "counters", "checksum"}``
+``{"step", "model", "optimizer", "scheduler", "rng": {"torch", "cuda"}, "counters"[, "online_probe"], "checksum"}``
 (``counters``: the loop's running totals, e.g. ``nonfinite_steps``, so that
-their TensorBoard curves go on from where they were).
+their TensorBoard curves go on from where they were; ``online_probe``: the online
+classifier's weights and AdamW state, ``training/online_eval.py``, with ``train.online_eval``).
 It is saved to a temporary file in the same folder (flushed and fsynced) and
 renamed over ``last.pt``, so a crash or SIGKILL mid-write never leaves a
 half-written ``last.pt``. Before the rename the old ``last.pt`` becomes
@@ -27,6 +28,7 @@ from pathlib import Path
 import torch
 
 from core.errors import UserError
+from core.notes import say_once
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -63,13 +65,16 @@ def checksum(value, crc: int = 0) -> int:
     return zlib.crc32(repr(value).encode(), crc)
 
 
-def save(path: Path, step: int, model, optimizer, scheduler, counters: dict | None = None) -> None:
-    """Write the training state (and ``counters``, a dict of ints) atomically (temporary file,
-    fsync, rename); the old ``path`` becomes ``previous.pt`` in the same folder."""
+def save(path: Path, step: int, model, optimizer, scheduler, counters: dict | None = None, online=None) -> None:
+    """Write the training state (and ``counters``, a dict of ints, and the ``state_dict`` of ``online``,
+    the online classifier, when there is one) atomically (temporary file, fsync, rename); the old
+    ``path`` becomes ``previous.pt`` in the same folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "rng": rng_state(), "counters": dict(counters or {})}
+    if online is not None:
+        state["online_probe"] = online.state_dict()
     state["checksum"] = checksum(state)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -127,10 +132,17 @@ def load(path: Path) -> dict:
                               f"`cp {previous} {path}`, then resume again") from None
 
 
-def restore(state: dict, model, optimizer, scheduler) -> int:
-    """Load ``state`` into the live objects; returns the step to continue from."""
+def restore(state: dict, model, optimizer, scheduler, online=None) -> int:
+    """Load ``state`` into the live objects (and into ``online``, the online classifier, when given);
+    returns the step to continue from. A checkpoint without an online classifier (written with
+    ``train.online_eval=false`` or before it existed) leaves ``online`` fresh, and one line says so."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    if online is not None and "online_probe" in state:
+        online.load_state_dict(state["online_probe"])
+    elif online is not None:
+        say_once(f"online evaluation: the checkpoint of step {state['step']} holds no online classifier; "
+                 f"it starts afresh from that step")
     set_rng_state(state["rng"])
     return int(state["step"])

@@ -8,12 +8,19 @@ TensorBoard gets ``train/loss``, every scalar the objective returns,
 ``train/lr``, ``train/grad_norm``, ``train/samples_per_s`` (global: all
 ranks) and ``train/data_wait_frac`` (share of the step spent waiting for the
 batch); ``val/*`` every ``train.val_every`` steps; ``checkpoints/last.pt``
-every ``train.checkpoint_every`` steps and at the end. Under torchrun every
-rank trains and validates on its own block of each global batch; only rank 0
-(``writer`` is None elsewhere) logs, checkpoints and prints progress.
+every ``train.checkpoint_every`` steps and at the end. With ``train.online_eval``
+(``training/online_eval.py``) the online classifier learns from each step's detached
+embeddings after the model's step (``train/online_probe_loss``, ``train/online_probe_acc``)
+and each validation adds what ``online_validation`` returns (``evaluation/online.py``:
+``val/online_probe_acc``, ``val/knn_acc``, ``val/effective_rank``, ``val/output_std``).
+Under torchrun every rank trains and validates on its own block of each global batch; only
+rank 0 (``writer`` is None elsewhere) logs, checkpoints, prints progress and runs
+``online_validation``.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import time
 
@@ -26,6 +33,7 @@ from training.budget import epochs_done
 from training.data import to_device, train_batches, val_loader
 from training.distributed import average_step
 from training.nonfinite import NonFiniteGuard
+from training.online_eval import OnlineProbe
 from training.precision import SpeedSettings, autocast, grad_scaler, to_channels_last
 from training.progress import Progress
 from training.signals import GracefulStop, stops_gracefully
@@ -76,15 +84,49 @@ def validate(model, views, dataset, cfg: dict, device, amp_dtype=None) -> dict:
     return {k: float(v) / max(n, 1) for k, v in totals.items()}
 
 
+def accumulate_gradients(model, batches, views, cfg: dict, step: int, device, speed: SpeedSettings, scaler,
+                         online: OnlineProbe | None) -> tuple[list[dict], dict, float]:
+    """The ``train.accumulate_steps`` micro-batches of ``step``: fetch, views, forward and backward
+    (plain or the gradient cache, ``train.grad_cache_chunk``) into ``.grad``, each watched by ``online``.
+
+    Returns:
+        (the objective's dict per micro-batch, the last batch, seconds spent getting batches).
+    """
+    tc, waited, outs = cfg["train"], 0.0, []
+    accumulate, encoder = tc["accumulate_steps"], model["encoders"]["x"]
+    amp = functools.partial(autocast, device, speed.amp_dtype)
+    for micro in range(accumulate):
+        fetched = time.perf_counter()
+        batch = to_device(next(batches), device)
+        batch = to_channels_last(batch) if speed.channels_last else batch
+        waited += time.perf_counter() - fetched
+        batch = add_views(batch, views, cfg["seed"], (step - 1) * accumulate + micro + 1, device, rank())
+        with online.watch(encoder, batch, amp) if online is not None else contextlib.nullcontext():
+            outs.append(grad_cache.backward(model["objective"], model["encoders"], batch, tc["grad_cache_chunk"],
+                                            lambda loss: scaler.scale(loss / accumulate), amp))
+    return outs, batch, waited
+
+
+def log_step(writer, step: int, out: dict, loop_scalars: dict) -> None:
+    """``train/loss``, every other scalar of ``out`` (the objective's, the online classifier's) and the
+    loop's own (``lr``, ``grad_norm``, ...) as ``train/<key>`` at ``step``."""
+    writer.add_scalar("train/loss", float(out["loss"]), step)
+    for key, value in {**{k: v for k, v in out.items() if k != "loss"}, **loop_scalars}.items():
+        writer.add_scalar(f"train/{key}", float(value), step)
+
+
 @stops_gracefully  # SIGTERM/SIGINT only raise the flag ``stop`` while train runs (training/signals.py)
 def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer, run_dir, device,
           speed: SpeedSettings, start_step: int = 0, counters: dict | None = None,
-          stop: GracefulStop | None = None) -> dict:
+          stop: GracefulStop | None = None, online: OnlineProbe | None = None, online_validation=None) -> dict:
     """Train ``model`` ({"encoders": {"x"[, "text"]}, "objective"}) from ``start_step`` to ``train.steps``.
 
     ``speed``: the resolved speed switches the model was prepared with (``training.precision``).
 
     ``counters``: the running totals of the checkpoint resumed from (``{"nonfinite_steps": n}``).
+
+    ``online``: the online classifier (trained every step, checkpointed); ``online_validation``:
+    ``f(x encoder, online) -> {name: float}``, logged as ``val/<name>`` at every validation (rank 0).
 
     Stops early, with a checkpoint, after ``train.stop_after_steps`` steps of
     this session when that is non-zero.
@@ -107,20 +149,14 @@ def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer,
     guard = NonFiniteGuard(tc["max_nonfinite_in_row"], writer if main else None, not scaler.is_enabled(),
                            total=(counters or {}).get("nonfinite_steps", 0))
     model.train()
+    encoder = model["encoders"]["x"]
+    if online is not None:
+        online.attach(encoder)
     train_seconds, samples, loss = 0.0, 0, float("nan")
     for step in range(start_step + 1, last_step + 1):
-        began, waited, outs = time.perf_counter(), 0.0, []
+        began = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        for micro in range(accumulate):
-            fetched = time.perf_counter()
-            batch = to_device(next(batches), device)
-            batch = to_channels_last(batch) if speed.channels_last else batch
-            waited += time.perf_counter() - fetched
-            batch = add_views(batch, views, cfg["seed"], (step - 1) * accumulate + micro + 1, device, rank())
-            # forward + backward, or the gradient cache (train.grad_cache_chunk): every backward of the step
-            outs.append(grad_cache.backward(model["objective"], model["encoders"], batch, tc["grad_cache_chunk"],
-                                            lambda loss: scaler.scale(loss / accumulate),
-                                            lambda: autocast(device, amp_dtype)))
+        outs, batch, waited = accumulate_gradients(model, batches, views, cfg, step, device, speed, scaler, online)
         out = average_step(params, grad_cache.mean_outputs(outs))  # torchrun: mean gradients and scalars over ranks
         scaler.unscale_(optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
@@ -131,31 +167,31 @@ def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer,
         scheduler.step()
         if finite and hasattr(model["objective"], "on_step_end"):  # e.g. MoCo's momentum update
             model["objective"].on_step_end(model["encoders"], step, tc["steps"])
+        if online is not None:  # after the model's step: its gradients and update are the same without it
+            out = {**out, **online.step(update=finite)}
         seconds = time.perf_counter() - began
         step_samples = len(batch["x"]) * world * accumulate
         train_seconds, samples = train_seconds + seconds, samples + step_samples
         loss = out["loss"].item()
 
         if main and (step % tc["log_every"] == 0 or step == tc["steps"]):
-            writer.add_scalar("train/loss", loss, step)
-            for key, value in out.items():
-                if key != "loss":
-                    writer.add_scalar(f"train/{key}", float(value), step)
-            writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
-            writer.add_scalar("train/grad_norm", float(grad_norm), step)
-            writer.add_scalar("train/samples_per_s", step_samples / seconds, step)
-            writer.add_scalar("train/data_wait_frac", waited / seconds, step)
+            log_step(writer, step, out, {"lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
+                                         "samples_per_s": step_samples / seconds, "data_wait_frac": waited / seconds})
         if tc["val_every"] and (step % tc["val_every"] == 0 or step == tc["steps"]):
             val = validate(model, views, datasets["val"], cfg, device, amp_dtype)  # every rank: it gathers
+            if main and online_validation is not None:  # rank 0 alone: the encoder only, no collective
+                val.update(online_validation(encoder, online))
             for key, value in val.items() if main else ():
                 writer.add_scalar(f"val/{key}", value, step)
         stopping = stop.requested(device)
         if main and not guard.in_row and (step % tc["checkpoint_every"] == 0 or step == last_step or stopping):
             checkpoint.save(run_dir / "checkpoints" / "last.pt", step, model, optimizer, scheduler,
-                            {"nonfinite_steps": guard.total})
+                            {"nonfinite_steps": guard.total}, online)
         progress.update(step, loss, step_samples / seconds)
         if stopping:  # exits with 128 + signal number after closing the writer
             stop.exit(step, tc["steps"], run_dir, writer if main else None)
+    if online is not None:
+        online.detach()
     if main:
         writer.flush()
     return {"samples_per_s": samples / train_seconds if train_seconds else 0.0, "final_loss": loss,

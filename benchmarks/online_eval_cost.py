@@ -1,0 +1,94 @@
+"""The cost of ``train.online_eval`` (training/online_eval.py, evaluation/online.py), for train_throughput.py.
+
+    python benchmarks/train_throughput.py --online-eval
+    python benchmarks/train_throughput.py --online-eval --pairs sequence/cpc --steps 8 --repeats 3
+
+- per step: ``training.loop.train`` on one model with the online classifier and without it,
+  ``--steps`` steps per call, after one warm-up call of each; ``--repeats`` rounds, each timing
+  both, alternating which goes first (load from other jobs falls on both alike). Reported: the
+  median seconds per step of each and the median over rounds of the per-round ratio of time
+  on / time off, on wall-clock and on CPU time (``time.process_time``).
+- the classifier's own work: a fresh ``OnlineProbe`` stepped 200 times on rows of the loop's shape
+  (batch x views, D), timed without the loop around it: the part of the per-step cost that the
+  noise of the end-to-end ratio on a shared machine hides (milliseconds per step, and as a share
+  of a step without the classifier).
+- per validation: the online part of one validation (``OnlineValidation``: embedding the kNN bank
+  and the val items with the frozen encoder, then the classifier, kNN, effective rank and
+  output std), timed once per round; reported as seconds (median), as steps of the loop without
+  the classifier, and as a share of the pair's default ``train.val_every`` steps between validations.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+
+def timed_pair(runner, steps: int, on_first: bool) -> tuple[tuple, tuple]:
+    """(rates with the classifier, rates without), each ``runner.run_loop``'s (wall, CPU) samples/s."""
+    if on_first:
+        on = runner.run_loop(steps, online=True)
+        return on, runner.run_loop(steps, online=False)
+    off = runner.run_loop(steps, online=False)
+    return runner.run_loop(steps, online=True), off
+
+
+def default_val_every(cfg: dict) -> int:
+    """``train.val_every`` of the pair's own config (the runner's turns validation off)."""
+    from core import config as config_lib
+
+    return config_lib.load_config(cfg["modality"], cfg["objective"]["name"])["train"]["val_every"]
+
+
+def probe_seconds(runner, calls: int = 200) -> float:
+    """Seconds of the online classifier's own work per step (a fresh ``OnlineProbe``: its step on rows of
+    the shape the loop gives it, batch x views by D), the mean of ``calls`` steps, without the loop around it."""
+    import torch
+
+    from training.online_eval import OnlineProbe
+
+    train_set = runner.datasets["train"]
+    dim, rows = runner.model["encoders"]["x"].dims["embedding"], runner.batch_size
+    rows *= runner.views.n_views if runner.views is not None else 1
+    probe = OnlineProbe(dim, len(train_set.classes), runner.cfg["train"]["online_eval_lr"], runner.device)
+    embedding = torch.randn(rows, dim, device=runner.device)
+    labels = torch.randint(0, len(train_set.classes), (rows,), device=runner.device)
+    began = time.perf_counter()
+    for _ in range(calls):
+        probe.seen.append((embedding, labels))
+        probe.step()
+    if runner.device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - began) / calls
+
+
+def measure_online(runner, steps: int, repeats: int) -> dict:
+    """Seconds per step on and off, their per-round ratios (time on / time off), and one online validation.
+
+    Raises:
+        SystemExit: the runner's config has no online classifier (train.online_eval off, or no labels).
+    """
+    from evaluation.online import OnlineValidation
+
+    if runner.online is None:
+        raise SystemExit("no online classifier to measure: train.online_eval is off or the data has no labels")
+    watch = OnlineValidation(runner.cfg, runner.datasets, runner.device)
+    encoder = runner.model["encoders"]["x"]
+    timed_pair(runner, max(2, steps // 4), True)  # warm-up, not counted
+    watch(encoder, runner.online)
+    on, off, validation = [], [], []
+    for r in range(repeats):
+        a, b = timed_pair(runner, steps, r % 2 == 0)
+        on.append(a)
+        off.append(b)
+        began = time.perf_counter()
+        watch(encoder, runner.online)
+        validation.append(time.perf_counter() - began)
+    probe_s = probe_seconds(runner)
+    ratios = [[b[i] / a[i] for a, b in zip(on, off, strict=True)] for i in (0, 1)]  # rates off / on = time on / off
+    step_off = runner.batch_size / statistics.median(b[0] for b in off)
+    val_s, val_every = statistics.median(validation), default_val_every(runner.cfg)
+    return {"step_off": step_off, "step_on": runner.batch_size / statistics.median(a[0] for a in on),
+            "ratio": statistics.median(ratios[0]), "cpu_ratio": statistics.median(ratios[1]),
+            "ratios": ratios[0], "cpu_ratios": ratios[1], "val_s": val_s, "val_steps": val_s / step_off,
+            "val_every": val_every, "val_share": val_s / step_off / val_every, "probe_s": probe_s,
+            "bank": len(watch.bank) if watch.bank is not None else 0, "queries": len(watch.queries)}

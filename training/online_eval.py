@@ -1,0 +1,182 @@
+"""The online linear classifier: a probe trained beside the objective on the labels of the train batches.
+
+``train.online_eval`` (on by default) adds an ``nn.Linear`` from the x encoder's ``embedding``
+(D) to the train split's classes, with its own AdamW (``train.online_eval_lr``, no weight
+decay), zero-initialized (no draw from the global RNG, so a run with it trains the encoder
+exactly as a run without it). It sees ``embedding.detach()`` only: labels never reach the
+encoder, its gradient never enters the model's clipping or optimizer.
+
+Which embedding: the one the objective's own forward already computed, caught by a forward
+hook on the x encoder, when that call's input is the batch's ``x`` itself (cpc, ce, triplet,
+the paired objectives), one view (moco's first), every view flattened in (B, V) order as
+``objectives.parts.encode_views`` passes them (supcon, simclr, dcl, contrastive, byol, simsiam,
+vicreg, barlow_twins, dino) or copies of ``x`` stacked (simcse's two dropout passes): then the
+probe costs one (N, D) x (D, K) matmul and its AdamW step. Otherwise (ts2vec's crops, the
+gradient cache's chunks, an output computed only on demand and not demanded, as the medical
+patch embedding under cpc) one extra forward of ``x`` without gradient in eval mode (no dropout,
+BatchNorm statistics untouched, the global RNG restored); one line says so.
+
+Under torchrun every rank trains the probe on its own block and the probe's gradients are
+averaged over ranks in their own ``all_reduce`` (the model's reduction is untouched), so
+every rank holds the same probe, the one one process with the global batch would train.
+Its state (weights and AdamW moments) is saved in ``checkpoints/last.pt`` under ``online_probe``.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.notes import say_once
+from objectives.parts import encode_batch
+from training.distributed import average_step
+
+
+def has_labels(train_set) -> bool:
+    """Whether a split's labels can train a classifier: two classes or more (an unlabelled user set is
+    one class, 'unlabelled')."""
+    return len(getattr(train_set, "classes", ())) >= 2
+
+
+def same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether ``a`` and ``b`` read the same elements in the same order (one storage, start, shape, strides)."""
+    return a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride() and a.dtype == b.dtype
+
+
+def rows_and_labels(inp, output, batch: dict):
+    """The (N, D) embedding and (N,) labels of one encoder call, or None when its ``embedding`` was never
+    computed (outputs made on demand: ``LazyOutputs``) or its input is none of: the batch's ``x`` (B, ...),
+    one view ``views[:, v]`` (B, ...), or every view flattened in place to (B*V, ...) (row b*V + v is
+    view v of sample b), each recognized by reading the very same memory; or copies of ``x`` stacked
+    (k*B, ...), recognized by equal values (row j*B + b is sample b)."""
+    if not isinstance(output, dict) or not dict.__contains__(output, "embedding") or not torch.is_tensor(inp):
+        return None
+    labels, views = batch["label"], batch.get("views")
+    whole = [batch["x"]] + ([views[:, v] for v in range(views.shape[1])] if views is not None else [])
+    if any(same_memory(inp, c) for c in whole):
+        return output["embedding"], labels
+    if views is not None and views.is_contiguous() and same_memory(inp, views.view(-1, *views.shape[2:])):
+        return output["embedding"], labels.repeat_interleave(views.shape[1])
+    x = batch["x"]
+    if (len(inp) % len(x) == 0 and inp.shape[1:] == x.shape[1:] and inp.dtype == x.dtype
+            and all(torch.equal(block, x) for block in inp.split(len(x)))):
+        return output["embedding"], labels.repeat(len(inp) // len(x))
+    return None
+
+
+class OnlineProbe:
+    """The online classifier, its optimizer and the embeddings of the current step.
+
+    Args:
+        dim: D, the encoder's ``embedding`` width; n_classes: K, the train split's classes.
+        lr: AdamW learning rate (``train.online_eval_lr``).
+    """
+
+    def __init__(self, dim: int, n_classes: int, lr: float, device):
+        self.linear = nn.utils.skip_init(nn.Linear, dim, n_classes, device=device)  # no RNG draw
+        with torch.no_grad():
+            self.linear.weight.zero_()
+            self.linear.bias.zero_()
+        self.optimizer = torch.optim.AdamW(self.linear.parameters(), lr=lr, weight_decay=0.0, fused=True)
+        self.seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._calls: list | None = None
+        self._handle = None
+
+    def attach(self, encoder: nn.Module) -> None:
+        """Hook ``encoder``'s forward; calls are recorded only inside ``watch``. Once per training session."""
+        self.detach()
+        self._handle = encoder.register_forward_hook(self._record, with_kwargs=True)
+
+    def detach(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def _record(self, module, args, kwargs, output) -> None:
+        if self._calls is not None:
+            self._calls.append((args[0] if args else kwargs.get("x"), output))
+
+    @contextlib.contextmanager
+    def watch(self, encoder: nn.Module, batch: dict, context=contextlib.nullcontext):
+        """Around one micro-batch's forward and backward: keep the embedding of the first hooked call
+        that matches the batch (``rows_and_labels``), else embed ``batch["x"]`` once more (eval mode, no
+        gradient, under ``context()``, global RNG restored)."""
+        self._calls = []
+        try:
+            yield
+            found = next((r for r in (rows_and_labels(i, o, batch) for i, o in self._calls) if r is not None), None)
+        finally:
+            self._calls = None
+        if found is None:
+            say_once("online evaluation: the objective's encoder never sees the batch's x or its views whole, so "
+                     "the online classifier gets one extra forward of x a step (eval mode, no gradient)")
+            found = self.embed_again(encoder, batch, context)
+        self.seen.append((found[0].detach().float(), found[1]))
+
+    @staticmethod
+    @torch.no_grad()
+    def embed_again(encoder: nn.Module, batch: dict, context=contextlib.nullcontext):
+        """(embedding (B, D), labels (B,)) of ``batch["x"]`` in eval mode, leaving the encoder, its
+        BatchNorm statistics and the global RNG as they were."""
+        devices = [batch["x"].device] if batch["x"].device.type == "cuda" else []
+        mode = encoder.training
+        with torch.random.fork_rng(devices=devices), context():
+            encoder.eval()
+            try:
+                embedding = encode_batch(encoder, batch)["embedding"]
+            finally:
+                encoder.train(mode)
+        return embedding, batch["label"]
+
+    def step(self, update: bool = True) -> dict:
+        """Cross-entropy on the embeddings ``watch`` kept this step, gradients averaged over ranks, one
+        AdamW step when ``update`` (the model's step was finite) and the loss is finite.
+
+        Returns:
+            {"online_probe_loss", "online_probe_acc"}: 0-dim tensors, means over ranks.
+
+        Raises:
+            RuntimeError: no ``watch`` since the last step.
+        """
+        if not self.seen:
+            raise RuntimeError("OnlineProbe.step without a watched forward since the last step")
+        embedding = torch.cat([e for e, _ in self.seen])
+        labels = torch.cat([y for _, y in self.seen]).to(embedding.device)
+        self.seen.clear()
+        logits = self.linear(embedding)
+        loss = F.cross_entropy(logits, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        stats = average_step(list(self.linear.parameters()),
+                             {"loss": loss.detach(), "acc": (logits.argmax(1) == labels).float().mean()})
+        if update and math.isfinite(float(stats["loss"])):
+            self.optimizer.step()
+        return {"online_probe_loss": stats["loss"], "online_probe_acc": stats["acc"]}
+
+    @torch.no_grad()
+    def accuracy(self, embedding: torch.Tensor, labels: torch.Tensor) -> float:
+        """Fraction of rows of ``embedding`` (N, D) whose argmax class is ``labels`` (N,)."""
+        logits = self.linear(embedding.to(self.linear.weight.device).float())
+        return (logits.argmax(1).cpu() == labels.cpu()).float().mean().item()
+
+    def state_dict(self) -> dict:
+        return {"linear": self.linear.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.linear.load_state_dict(state["linear"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def build_online_probe(cfg: dict, encoder: nn.Module, train_set, device) -> OnlineProbe | None:
+    """The online classifier of ``train.online_eval``, or None when it is off or the train split has
+    no labels (one line says which metrics are skipped)."""
+    if not cfg["train"]["online_eval"]:
+        return None
+    if not has_labels(train_set):
+        say_once("online evaluation: the train split has one class (no labels), so train/online_probe_acc, "
+                 "val/online_probe_acc and val/knn_acc are skipped; val/effective_rank and val/output_std are logged")
+        return None
+    return OnlineProbe(encoder.dims["embedding"], len(train_set.classes), cfg["train"]["online_eval_lr"], device)
