@@ -233,7 +233,7 @@ def test_each_augmentation_changes_the_image(key):
 
 
 def test_gamma_is_a_per_view_power_of_the_rescaled_image_and_off_draws_nothing():
-    x = torch.rand(3, 1, 6, 7, dtype=torch.float64) * 2 - 0.5
+    x = torch.rand(3, 1, 6, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(5)) * 2 - 0.5
     out = only("gamma_p", gamma_max=2.0, n_views=2)(x, torch.Generator().manual_seed(0))
     low, high = x.amin((1, 2, 3), keepdim=True), x.amax((1, 2, 3), keepdim=True)
     unit = ((x - low) / (high - low)).numpy()
@@ -243,7 +243,7 @@ def test_gamma_is_a_per_view_power_of_the_rescaled_image_and_off_draws_nothing()
             inside = (unit[i] > 0.05) & (unit[i] < 0.95)
             gamma = np.log(got[inside]) / np.log(unit[i][inside])  # one exponent for the whole view
             assert np.allclose(gamma, gamma[0], rtol=1e-6) and 0.5 <= gamma[0] <= 2.0
-    assert not np.isclose(out[0, 0, 0, 0, 0], out[0, 1, 0, 0, 0])  # each view its own gamma
+    assert not torch.allclose(out[0, 0], out[0, 1])  # each view its own gamma
     x = builtin(per_class=1).x[:2]
     assert torch.equal(MedicalViews()(x, torch.Generator().manual_seed(3)),
                        MedicalViews(gamma_max=3.0)(x, torch.Generator().manual_seed(3)))

@@ -193,6 +193,7 @@ def test_tiny_multi_label_run_reports_per_label_auroc_and_eval_rewrites_it(tmp_p
                    "eval.probe_epochs=20", "data.medical_manifest.image_size=32", "model.resnet18.width=4")
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr.count("note: multi-label data: svm_acc, knn_acc are left out") == 1, done.stderr
+    assert "note: online evaluation: the train split is multi-label, so train/online_probe_acc" in done.stderr
     assert "linear probe macro AUROC" in done.stdout
     results = json.loads((run_dir / "results.json").read_text())
     for part in ("metrics", "floor"):

@@ -36,9 +36,9 @@ from training.distributed import average_step
 
 
 def has_labels(train_set) -> bool:
-    """Whether a split's labels can train a classifier: two classes or more (an unlabelled user set is
-    one class, 'unlabelled')."""
-    return len(getattr(train_set, "classes", ())) >= 2
+    """Whether a split's labels can train the online (softmax) classifier: one class per item and two
+    classes or more (an unlabelled user set is one class, 'unlabelled'; multi-label data has multi-hot labels)."""
+    return not getattr(train_set, "multi_label", False) and len(getattr(train_set, "classes", ())) >= 2
 
 
 def same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -176,7 +176,8 @@ def build_online_probe(cfg: dict, encoder: nn.Module, train_set, device) -> Onli
     if not cfg["train"]["online_eval"]:
         return None
     if not has_labels(train_set):
-        say_once("online evaluation: the train split has one class (no labels), so train/online_probe_acc, "
+        kind = "multi-label" if getattr(train_set, "multi_label", False) else "one class (no labels)"
+        say_once(f"online evaluation: the train split is {kind}, so train/online_probe_acc, "
                  "val/online_probe_acc and val/knn_acc are skipped; val/effective_rank and val/output_std are logged")
         return None
     return OnlineProbe(encoder.dims["embedding"], len(train_set.classes), cfg["train"]["online_eval_lr"], device)
