@@ -8,28 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from core.palette import colour, font
 
 CELL_W, CELL_H = 120, 64
 LEFT, TOP, BOTTOM, MARGIN = 100, 64, 40, 12
 GREY, RED, BLACK, WHITE = (215, 215, 215), (200, 30, 30), (20, 20, 20), (255, 255, 255)
-# Viridis at 0, 0.25, 0.5, 0.75, 1 reversed, so that higher is darker.
-RAMP = [(253, 231, 37), (94, 201, 98), (33, 145, 140), (59, 82, 139), (68, 1, 84)]
-
-
-def colour(value: float) -> tuple[int, int, int]:
-    """Linear interpolation along RAMP for a value clipped to [0, 1]."""
-    x = min(max(value, 0.0), 1.0) * (len(RAMP) - 1)
-    i = min(int(x), len(RAMP) - 2)
-    t = x - i
-    return tuple(round(a + (b - a) * t) for a, b in zip(RAMP[i], RAMP[i + 1]))
-
-
-def font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has one bitmap size
-        return ImageFont.load_default()
 
 
 def centred(draw: ImageDraw.ImageDraw, xy, text: str, fnt, fill) -> None:

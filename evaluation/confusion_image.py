@@ -10,28 +10,14 @@ MAX_SIDE // C clamped to CELL_RANGE.
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from core.palette import colour, font
 
 CELL_RANGE = (14, 40)   # smallest and largest cell side, pixels
 MAX_SIDE = 640          # the matrix part stays about this wide when cells are at their smallest
 LEFT, TOP, MARGIN, MIN_WIDTH = 150, 44, 8, 320
 WHITE, BLACK = (255, 255, 255), (20, 20, 20)
-RAMP = [(253, 231, 37), (94, 201, 98), (33, 145, 140), (59, 82, 139), (68, 1, 84)]  # viridis, reversed
-
-
-def colour(value: float) -> tuple[int, int, int]:
-    """Linear interpolation along RAMP for ``value`` clipped to [0, 1]."""
-    x = min(max(value, 0.0), 1.0) * (len(RAMP) - 1)
-    i = min(int(x), len(RAMP) - 2)
-    t = x - i
-    return tuple(round(a + (b - a) * t) for a, b in zip(RAMP[i], RAMP[i + 1]))
-
-
-def font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has one bitmap size
-        return ImageFont.load_default()
 
 
 def row_fractions(counts: np.ndarray) -> np.ndarray:
