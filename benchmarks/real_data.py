@@ -8,8 +8,9 @@
 Builds the dev sets first (benchmarks/dev_sets.py, cached). Then, per set, the baselines of
 benchmarks/baselines.py (on the loader's own splits; cached in OUT/<set>-baselines-<split>-seed<S>.json)
 and one cell per objective: ``python run.py --modality M --objective O [--config
-configs/experiments/dev_<set>.yaml] --data PATH --run-dir OUT/<set>-<O> seed=S [eval.split=val] [--set overrides]`` in a subprocess (output in the cell's
-log.txt), with the project's defaults. A cell whose results.json exists is skipped; one with a
+configs/experiments/dev_<set>.yaml] --data PATH --run-dir OUT/<set>-<O> seed=S [eval.split=val]
+[--set overrides]`` in a subprocess (output in the cell's log.txt), with the project's defaults.
+A cell whose results.json exists is skipped; one with a
 checkpoint and no results is resumed; a cell folder made by another command (its cell.json) stops
 the script before anything runs. Objectives: simclr, moco, vicreg, cpc (label-free), clap,
 convirt, siglip (paired: audio and glyph sets only; the series loaders' captions name the class)
@@ -47,10 +48,10 @@ import baselines  # noqa: E402
 import dev_sets  # noqa: E402
 import verdict  # noqa: E402
 
-LABEL_FREE = ("simclr", "moco", "vicreg", "cpc")
-PAIRED = ("clap", "convirt", "siglip")
+LABEL_FREE_BY_DEFAULT = ("simclr", "moco", "vicreg", "cpc")  # of verdict.LABEL_FREE, the ones run without --objectives
+PAIRED = verdict.PAIRED
 SUPERVISED = ("supcon", "ce")
-OBJECTIVES = LABEL_FREE + PAIRED + SUPERVISED
+OBJECTIVES = LABEL_FREE_BY_DEFAULT + PAIRED + SUPERVISED
 CHOICES = tuple(dict.fromkeys(OBJECTIVES + verdict.LABEL_FREE))  # the second wave's label-free ones on request
 NOT_SERIES = "not applicable: ts2vec needs series (per-step outputs of a signal over time), glyphs are images"
 SERIES_CAPTIONS = "not applicable: the series loader's captions read 'a series of class X' (the label)"
