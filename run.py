@@ -7,6 +7,7 @@
     python run.py eval RUN_DIR                      # evaluate a finished run again (evaluation/command.py)
     python run.py embed RUN_DIR [--data PATH]       # embeddings as .npz (inference/embed_command.py)
     python run.py export RUN_DIR --out DIR          # safetensors + preprocess.json (inference/export_command.py)
+    python run.py query RUN_DIR "a rising chirp"    # paired runs: the items nearest a sentence (inference/query_command.py)
     python run.py compare --modalities audio medical --objectives cpc supcon   (comparison/command.py)
     tensorboard --logdir runs
 
@@ -43,7 +44,8 @@ def parse_args(argv):
                "Subcommands: python run.py eval --help (evaluate a run again: evaluation/command.py), "
                "python run.py compare --help (a modality x objective grid: comparison/command.py), "
                "python run.py embed --help (a run's embeddings as .npz: inference/embed_command.py), "
-               "python run.py export --help (a run's encoders as safetensors: inference/export_command.py). "
+               "python run.py export --help (a run's encoders as safetensors: inference/export_command.py), "
+               "python run.py query --help (paired runs: the items nearest a sentence: inference/query_command.py). "
                "One run is experiment.py over training/, objectives/, modalities/ and core/ (README, Design).",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--modality", default=None, help=f"registered modality (default {DEFAULT_MODALITY})")
@@ -94,7 +96,7 @@ def make_config(args) -> tuple[dict, Path, bool]:
 
 
 SUBCOMMANDS = {"eval": "evaluation.command", "compare": "comparison.command", "embed": "inference.embed_command",
-               "export": "inference.export_command"}
+               "export": "inference.export_command", "query": "inference.query_command"}
 
 
 def main(argv=None) -> int:
