@@ -1,4 +1,4 @@
-"""One training run from a validated config: build, train, evaluate, write results.json.
+"""One training run from a validated config: build, train, evaluate, write results.json and MODEL_CARD.md.
 
 The run directory's layout is in ``training/run_dir.py``.
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from evaluation.model_card import write_model_card
 from evaluation.online import OnlineValidation
 from evaluation.protocols import check_protocol, evaluate_run
 from core.process_group import is_main, world_size
@@ -21,7 +22,7 @@ from training import distributed as dist
 from training.build import build_training, initial_encoder, pick_device
 from training.data_summary import print_data_summary
 from training.loop import train
-from training.run_dir import identity, open_run_dir, write_results
+from training.run_dir import identity, model_facts, open_run_dir, write_results
 
 
 def run_experiment(cfg: dict, run_dir: Path, resume: bool = False) -> dict | None:
@@ -68,8 +69,10 @@ def _run(cfg: dict, run_dir: Path, resume: bool, device) -> dict | None:
     evaluation = evaluate_run(cfg, model, initial_encoder(cfg, datasets["train"]).to(device), datasets, device,
                               writer, step=steps)
     writer.close()
-    results = {**identity(cfg, datasets, steps, world), "resumed_from_step": start_step,
-               "wall_time_s": round(time.time() - began, 2), "samples_per_s": round(stats["samples_per_s"], 2),
-               "final_train_loss": stats["final_loss"], **evaluation}
+    results = {**identity(cfg, datasets, steps, world), **model_facts(model), "device": str(device),
+               "resumed_from_step": start_step, "wall_time_s": round(time.time() - began, 2),
+               "samples_per_s": round(stats["samples_per_s"], 2), "final_train_loss": stats["final_loss"],
+               **evaluation}
     write_results(run_dir, results)
+    write_model_card(run_dir, cfg, results)
     return results

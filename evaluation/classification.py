@@ -47,6 +47,15 @@ def per_class_accuracy(y_true, y_pred, classes) -> dict:
             for c in np.unique(y_true).tolist()}
 
 
+def per_group_accuracy(y_true, y_pred, groups) -> dict:
+    """{group: fraction of its items predicted right}, groups sorted by name, for the items of
+    ``y_true`` (N,) whose ``groups`` entry (N,) is not None (a speaker, a patient)."""
+    y_true, y_pred = _numpy(y_true), _numpy(y_pred)
+    names = sorted({str(g) for g in groups if g is not None})
+    return {name: float((y_pred == y_true)[[g is not None and str(g) == name for g in groups]].mean())
+            for name in names}
+
+
 def binary_aurocs(targets, scores, names) -> tuple[dict, list]:
     """({name: AUROC} of every column j of ``targets`` (N, K) in {0, 1} scored by ``scores[:, j]`` (N, K)
     that has both a positive and a negative item, [names of the columns left out])."""

@@ -4,7 +4,8 @@ Rebuilds the model from RUN_DIR/config.yaml, loads checkpoints/last.pt (the
 whole model: encoders, objective heads, the text encoder's tokenizer), runs
 ``evaluation.protocols.evaluate_run`` on the trained model and its random-init
 floor, rewrites ``metrics``, ``floor`` (every key, per-class and per-label metrics included),
-``eval_split`` and ``eval_time_s`` in RUN_DIR/results.json (training fields kept) and logs
+``eval_split`` and ``eval_time_s`` in RUN_DIR/results.json (training fields kept; the data summary
+and parameter counts refreshed), rewrites RUN_DIR/MODEL_CARD.md from it and logs
 ``eval/*`` to the run's TensorBoard at the checkpoint's step. Same config, same seed, same checkpoint: the same numbers
 training wrote.
 """
@@ -18,10 +19,12 @@ import objectives  # noqa: F401  (registers objectives)
 from torch.utils.tensorboard import SummaryWriter
 
 from core.errors import UserError, report
+from evaluation.model_card import write_model_card
 from evaluation.protocols import check_protocol, evaluate_run
 from training import checkpoint
 from training.build import build_model_and_data, initial_encoder, pick_device
-from training.run_dir import CHECKPOINT, identity, load_trained_run_config, read_results, write_results
+from training.data_summary import data_facts
+from training.run_dir import CHECKPOINT, identity, load_trained_run_config, model_facts, read_results, write_results
 
 
 def parse_args(argv):
@@ -45,7 +48,8 @@ def check_eval_overrides(overrides) -> None:
 
 
 def evaluate_dir(run_dir: Path, overrides=()) -> dict:
-    """Evaluate RUN_DIR's checkpoint; returns the updated results.json dict (also written).
+    """Evaluate RUN_DIR's checkpoint; returns the updated results.json dict (also written, with
+    MODEL_CARD.md).
 
     Raises:
         UserError: not a run directory, an override other than eval.*/device, a checkpoint that
@@ -70,8 +74,9 @@ def evaluate_dir(run_dir: Path, overrides=()) -> dict:
     finally:
         writer.close()
     results = read_results(run_dir) or identity(cfg, datasets, step)
-    results.update(evaluation)
+    results.update(data=data_facts(cfg, datasets), **model_facts(model), **evaluation)
     write_results(run_dir, results)
+    write_model_card(run_dir, cfg, results)
     return results
 
 

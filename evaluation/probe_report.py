@@ -6,7 +6,9 @@ Single-label data (labels (N,) long), keys of results.json's ``metrics`` and ``f
 - ``linear_probe_balanced_acc``: mean per-class recall;
 - ``linear_probe_macro_f1``: unweighted mean F1;
 - ``linear_probe_auroc``: one-vs-rest macro AUROC of the probe's softmax probabilities;
-- ``linear_probe_per_class_acc``: {class name: accuracy on its items}.
+- ``linear_probe_per_class_acc``: {class name: accuracy on its items};
+- ``linear_probe_per_group_acc``: {group: accuracy on its items}, when the data has a group
+  column (``speaker`` or ``group`` of a manifest; ``item_groups``).
 
 Multi-label data (multi-hot labels (N, K)), one logistic output per label:
 
@@ -60,6 +62,20 @@ def multi_label(probe: LinearProbe, reported: dict, classes, split: str) -> dict
     macro, per_label, skipped = classification.per_label_auroc(reported["label"], scores, classes)
     note_skipped("linear_probe_macro_auroc", skipped, len(per_label), split, "label(s)")
     return {"linear_probe_macro_auroc": macro, "linear_probe_per_label_auroc": per_label}
+
+
+def item_groups(dataset) -> list | None:
+    """Each item's group (``groups``, or an audio manifest's ``speakers``; None entries: no group),
+    or None when the dataset has no group column."""
+    groups = getattr(dataset, "groups", None)
+    return groups if groups is not None else getattr(dataset, "speakers", None)
+
+
+def per_group(reported: dict, predicted: torch.Tensor, groups) -> dict:
+    """``linear_probe_per_group_acc`` of the single-label predictions (N,), or {} without groups."""
+    if groups is None or not any(g is not None for g in groups):
+        return {}
+    return {"linear_probe_per_group_acc": classification.per_group_accuracy(reported["label"], predicted, groups)}
 
 
 def probe_report(train: dict, reported: dict, classes, ev: dict, seed: int) -> tuple[dict, torch.Tensor | None]:

@@ -8,7 +8,8 @@ Protocols (all fixed in advance; nothing is chosen by looking at the reported sp
   logistic regression on train only (full batch, AdamW, ``eval.probe_epochs``
   epochs at ``eval.probe_lr``, weight decay ``eval.probe_weight_decay``, seeded
   by ``seed``), report accuracy, balanced accuracy, macro F1, one-vs-rest AUROC and
-  per-class accuracy once on the reported split; multi-label data: one logistic output
+  per-class accuracy once on the reported split (and per-group accuracy when the data has a
+  speaker or group column); multi-label data: one logistic output
   per label, macro and per-label AUROC (``evaluation.probe_report``).
 - ``svm_acc``, ``svm_c``: RBF-kernel SVM on standardized embeddings, C from ``eval.svm_c_grid``
   by ``eval.svm_folds``-fold stratified cross-validation on train (shuffled with ``seed``),
@@ -43,7 +44,7 @@ from torch import nn
 from core.errors import UserError
 from core.notes import say_once
 from evaluation import metrics, svm, tensorboard_extras
-from evaluation.probe_report import probe_report
+from evaluation.probe_report import item_groups, per_group, probe_report
 from objectives.paired import PairedObjective
 from objectives.parts import encode_batch
 from training.build import build_model
@@ -143,6 +144,7 @@ def _evaluate_model(encoders, objective, datasets: dict, cfg: dict, device, anno
     single = reported["label"].dim() == 1
     out, reported["probe_predicted"] = probe_report(train, reported, train_set.classes, ev, cfg["seed"])
     if single:
+        out.update(per_group(reported, reported["probe_predicted"], item_groups(report_set)))
         out.update(single_label_protocols(train, reported, len(train_set.classes), cfg, announce))
     else:
         say_once(f"multi-label data: svm_acc, knn_acc{' and zero_shot_acc' if paired else ''} are left out "

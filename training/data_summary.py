@@ -1,9 +1,12 @@
 """What a run on the user's data (``--data``) says about it before training: items per split and
 per class, the input shape after loading, and the budget in steps and epochs, so a bad crop
-length, sample rate or label column shows before minutes of training."""
+length, sample rate or label column shows before minutes of training; and the same counts with a
+hash of the data for results.json (``data_facts``, read by the model card)."""
 from __future__ import annotations
 
+import hashlib
 import sys
+from pathlib import Path
 
 import torch
 
@@ -57,3 +60,51 @@ def print_data_summary(cfg: dict, datasets: dict, world: int = 1) -> None:
         return
     for line in describe_data(datasets, cfg["train"], world):
         print(line, file=sys.stderr, flush=True)
+
+
+def manifest_file(path) -> Path | None:
+    """The manifest CSV a ``data.path`` names (the .csv itself, or a folder's manifest.csv), else None."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() == ".csv":
+        return path
+    return path / "manifest.csv" if (path / "manifest.csv").is_file() else None
+
+
+def item_ids(dataset, split: str, name: str, root) -> list[str]:
+    """Each item's file (relative to ``root`` when under it), else ``<name>/<split>/<index>``."""
+    files = getattr(dataset, "files", None)
+    if files is None:
+        return [f"{name}/{split}/{i}" for i in range(len(dataset))]
+    root = Path(root).resolve() if root is not None else None
+    out = []
+    for f in files:
+        f = Path(f).resolve()
+        out.append(str(f.relative_to(root)) if root is not None and f.is_relative_to(root) else str(f))
+    return out
+
+
+def data_facts(cfg: dict, datasets: dict) -> dict:
+    """results.json's ``data``: what a run trained and was evaluated on.
+
+    Returns:
+        {"name": the loader, "path": ``data.path`` (None: built-in data), "seed": ``seed``,
+        "sha256": hex digest, "sha256_of": "manifest file" (its bytes, when ``data.path`` is a
+        manifest) or "sorted item ids" (every split's ids, one a line, sorted),
+        "items": {split: N}, "per_class": {class: [train, val, test]} (an item counts once per label)}.
+    """
+    splits = ("train", "val", "test")
+    name, path = cfg["data"]["name"], cfg["data"]["path"]
+    manifest = manifest_file(path)
+    if manifest is not None:
+        digest, of = hashlib.sha256(manifest.read_bytes()).hexdigest(), "manifest file"
+    else:
+        root = path if path is not None and Path(path).is_dir() else None
+        ids = sorted(i for s in splits for i in item_ids(datasets[s], s, name, root))
+        digest, of = hashlib.sha256("\n".join(ids).encode()).hexdigest(), "sorted item ids"
+    classes = list(datasets["train"].classes)
+    counts = [class_counts(datasets[s].labels, len(classes)) for s in splits]
+    return {"name": name, "path": path, "seed": cfg["seed"], "sha256": digest, "sha256_of": of,
+            "items": {s: len(datasets[s]) for s in splits},
+            "per_class": {str(c): [n[i] for n in counts] for i, c in enumerate(classes)}}

@@ -8,6 +8,7 @@ Layout::
     checkpoints/last.pt    model, optimizer, scheduler, step, RNG state (training/checkpoint.py)
     results.json           the run's identity, training figures and held-out evaluation
                            (see "results.json" in the README)
+    MODEL_CARD.md          written from config.yaml and results.json (evaluation/model_card.py)
 """
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from torch.utils.tensorboard import SummaryWriter
 
 from core import config as config_lib
 from core.errors import UserError
+from objectives.labels import label_mode
 from training.budget import epochs_done
+from training.data_summary import data_facts
 
 CONFIG, RESULTS, CHECKPOINT = "config.yaml", "results.json", Path("checkpoints") / "last.pt"
 
@@ -50,14 +53,32 @@ def load_trained_run_config(run_dir: Path, overrides=()) -> dict:
 
 def identity(cfg: dict, datasets: dict, steps: int, world: int = 1) -> dict:
     """The fields of results.json that say which run this is and what it trained on; ``chance_acc``
-    (1 / classes) is None for multi-label data, whose probe reports AUROC (chance 0.5)."""
+    (1 / classes) is None for multi-label data, whose probe reports AUROC (chance 0.5); ``data``
+    is ``training.data_summary.data_facts``."""
     train = datasets["train"]
     return {"modality": cfg["modality"], "objective": cfg["objective"]["name"], "encoder": cfg["model"]["encoder"],
             "dataset": cfg["data"]["name"], "seed": cfg["seed"], "steps": steps,
             "epochs": round(epochs_done(cfg["train"], steps, len(train), world), 3),
-            "batch_size": cfg["train"]["batch_size"], "train_items": len(train),
+            "batch_size": cfg["train"]["batch_size"], "world_size": world, "train_items": len(train),
             "eval_items": len(datasets[cfg["eval"]["split"]]),
-            "chance_acc": None if getattr(train, "multi_label", False) else 1.0 / len(train.classes)}
+            "chance_acc": None if getattr(train, "multi_label", False) else 1.0 / len(train.classes),
+            "data": data_facts(cfg, datasets)}
+
+
+def parameter_count(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def model_facts(model) -> dict:
+    """results.json's facts about the model: ``encoder_params`` (the x encoder's parameters),
+    ``text_encoder_params`` (paired objectives) and ``labels_in_pretraining`` (whether the
+    objective read ``batch["label"]``: ``objectives.labels.label_mode``)."""
+    encoders = model["encoders"]
+    facts = {"encoder_params": parameter_count(encoders["x"])}
+    if "text" in encoders:
+        facts["text_encoder_params"] = parameter_count(encoders["text"])
+    facts["labels_in_pretraining"] = label_mode(model["objective"]) is not None
+    return facts
 
 
 def read_results(run_dir: Path) -> dict | None:

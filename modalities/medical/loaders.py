@@ -37,7 +37,7 @@ import torch
 from torch.utils.data import Dataset
 
 from modalities.multi_label import check_labels_in_train, parse_labels
-from modalities.user_data import DataError, manifest_splits, read_csv
+from modalities.user_data import DataError, group_column, manifest_splits, read_csv
 from core.notes import say_once
 from core.registry import register
 
@@ -227,7 +227,7 @@ class ManifestImages(Dataset):
         skip_bad: skip unreadable files (listed in ``self.skipped`` as (row, file, reason)) instead of failing.
 
     Attributes: x, labels, captions, classes, rows (each item's 1-based manifest row), files, skipped,
-    input_shape.
+    groups (each item's ``group``/``speaker`` cell, None without that column), input_shape.
 
     Raises:
         ValueError: unknown split or fractions outside [0, 1) summing to 1 or more.
@@ -283,6 +283,8 @@ class ManifestImages(Dataset):
         self.captions = [rows[i]["report"] for i in kept]
         self.rows = [rows[i]["row"] for i in kept]
         self.files = [files[i] for i in kept]
+        by = group_column(columns)
+        self.groups = [rows[i][by] or None for i in kept] if by else None
         self.attributes = {}
 
     @staticmethod
