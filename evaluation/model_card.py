@@ -10,7 +10,7 @@ and class), encoder and parameters, budget, device and wall time, the evaluation
 metric beside its random-init floor, per-class (and, with a speaker or group column, per-group)
 accuracy, and limits that follow from the config.
 
-Numbers are printed at 3 decimals (``svm_c`` at 3 significant digits), parameter counts with
+Numbers are printed at 3 decimals (``svm_c``, a choice from a grid, as ``%g``), parameter counts with
 thousands separators, config values as ``key=value``.
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ def citation(objective: str) -> str:
 def number(value, key: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
-    return f"{value:.3g}" if key == "svm_c" else f"{value:.3f}"
+    return f"{value:g}" if key == "svm_c" else f"{value:.3f}"
 
 
 def data_section(results: dict) -> list[str]:

@@ -16,13 +16,14 @@ from core.errors import UserError, report
 from inference.datasets import SPLITS, data_datasets, run_datasets, splits_of
 from inference.embed import embed_datasets
 from inference.load import load_run
-from inference.query import Hit, check_has_text, query_run
+from inference.query import Hit, check_has_text, query_run, text_objectives
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
-        prog="run.py query", description="The items of a paired run (clap, convirt, siglip) nearest a sentence "
-                                          "in its joint space: rank, id, split, label and cosine similarity.",
+        prog="run.py query", description=f"The items of a paired run ({', '.join(text_objectives())}) nearest a "
+                                          "sentence in its joint space: rank, score (cosine similarity), label, "
+                                          "split and id.",
         epilog="Overrides set options of the loader --data picks, e.g. data.audio_manifest.test_fraction=0.5; "
                "the options that make the model's input are the run's (as for run.py embed).")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (config.yaml, checkpoints/last.pt) or "

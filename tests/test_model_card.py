@@ -74,11 +74,11 @@ def setting(cfg: dict, dotted: str):
 
 
 def same(text: str, value, key: str = "") -> bool:
-    """``text`` is ``value`` at its printed precision (3 significant digits for svm_c)."""
+    """``text`` is ``value`` at its printed precision (``%g``, 6 significant digits, for svm_c)."""
     if text == "—":
         return value is None
     if key == "svm_c":
-        return math.isclose(float(text), value, rel_tol=5e-3)
+        return math.isclose(float(text), value, rel_tol=5e-6)
     decimals = len(text.split(".")[1]) if "." in text else 0
     return abs(float(text) - value) <= 0.5 * 10 ** -decimals + 1e-12
 
