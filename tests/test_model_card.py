@@ -266,3 +266,37 @@ def test_run_py_eval_rewrites_the_card(clap_run, tmp_path):
     assert "edited by hand" not in text and "`eval.probe_epochs=7`" in text and "`eval.knn_k=3`" in text
     card = check_card(text, cfg, results, builtin_ids_sha256(results))
     assert not re.findall(r"\d", card.rest), card.rest
+
+
+def every_pair():
+    from training.compatibility import capability_matrix
+
+    return sorted((m, o) for (m, o), lacks in capability_matrix().items() if not lacks)
+
+
+@pytest.mark.parametrize("modality,objective", every_pair())
+def test_every_registered_pair_has_a_card_with_its_positives_and_negatives(modality, objective):
+    from core.config import load_config
+    from evaluation.card_pairs import NON_CONTRASTIVE
+    from evaluation.model_card import model_card
+
+    cfg = load_config(modality, objective, None, [])
+    results = {"steps": 3, "eval_split": "test", "eval_items": 4, "eval_time_s": 0.5, "world_size": 2,
+               "metrics": {"linear_probe_acc": 0.5}, "floor": {"linear_probe_acc": 0.25}}
+    text = model_card(cfg, results)
+    positives = text.split("## Positive construction\n\n")[1].split("\n")[0]
+    negatives = text.split("## Negative construction\n\n")[1].split("\n")[0]
+    b = cfg["train"]["batch_size"] * 2
+    if objective in NON_CONTRASTIVE:
+        assert negatives.startswith("None")
+    elif objective not in ("ce", "moco"):
+        assert f"B = `train.batch_size={cfg['train']['batch_size']}` × 2 processes = {b} items" in negatives
+    if "views" in registry_needs(objective):
+        assert f"V = {cfg['views'][cfg['views']['name']]['n_views']} views" in positives
+    assert "| `linear_probe_acc` | 0.500 | 0.250 |" in text
+
+
+def registry_needs(objective):
+    from core import registry
+
+    return registry.get("objective", objective).capabilities
