@@ -40,6 +40,11 @@ from training.data import eval_loader, to_device
 from training.optimizers import parameter_groups
 
 
+def cuda_devices(device) -> list:
+    """The devices ``torch.random.fork_rng`` should fork besides the CPU: ``device`` when it is CUDA."""
+    return [device] if torch.device(device).type == "cuda" else []
+
+
 class FineTuned(nn.Module):
     """A copy of an encoder and a linear head: ``forward(batch)`` -> logits (B, C)."""
 
@@ -69,8 +74,7 @@ def fit_finetuned(encoder: nn.Module, train_set, indices: torch.Tensor, n_classe
         raise UserError(f"fine-tuning needs at least 2 labelled train items, got {len(indices)}")
     batch_size = min(ev["finetune_batch_size"], len(indices))
     steps = ev["finetune_epochs"] * (len(indices) // batch_size)
-    devices = [device] if torch.device(device).type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.enable_grad():
+    with torch.random.fork_rng(devices=cuda_devices(device)), torch.enable_grad():
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
         model = FineTuned(encoder, n_classes, generator).to(device).float().train()
@@ -111,10 +115,11 @@ def finetune_report(encoder: nn.Module, train_set, report_set, train_labels: tor
     for fraction in ev["label_fractions"] or ():
         subsets[fraction_key("finetune_acc", fraction)] = stratified_subset(train_labels, fraction, seed)
     fitted, same = {}, {}
-    for key, rows in subsets.items():
-        if key != "finetune_acc" and torch.equal(rows, everything):
-            same[key] = "finetune_acc"
-        else:
-            fitted[key] = fit_finetuned(encoder, train_set, rows, n_classes, ev, seed, device)
-    out = {key: accuracy(model, report_set, ev["batch_size"], device) for key, model in fitted.items()}
+    with torch.random.fork_rng(devices=cuda_devices(device)):  # a DataLoader draws its base seed from it
+        for key, rows in subsets.items():
+            if key != "finetune_acc" and torch.equal(rows, everything):
+                same[key] = "finetune_acc"
+            else:
+                fitted[key] = fit_finetuned(encoder, train_set, rows, n_classes, ev, seed, device)
+        out = {key: accuracy(model, report_set, ev["batch_size"], device) for key, model in fitted.items()}
     return {key: out[same.get(key, key)] for key in subsets}
