@@ -8,8 +8,8 @@ cell cannot stop the others; its output goes to ``OUT/M-O-seedS/log.txt``. A cel
 ``results.json`` exists is skipped, a cell with a checkpoint but no results is resumed,
 any other cell is (re)started. Pairs the registry rules out are listed with the missing
 capability. The report (``comparison/report.py``) is written at the end:
-``comparison.md``, ``comparison.csv`` and ``comparison.png``. ``tensorboard --logdir OUT``
-shows every cell as a run.
+``comparison.md``, ``comparison.csv``, ``comparison.png`` and, with label fractions,
+``comparison_fractions.png``. ``tensorboard --logdir OUT`` shows every cell as a run.
 
 Settings of a cell, later wins: the modality's and objective's config files; the budgets file
 (``configs/compare.yaml``: overrides per modality, per objective and per modality/objective);
@@ -73,7 +73,10 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="run.py compare",
         description="Train and evaluate every compatible modality x objective pair over seeds, one run folder "
-                    "per cell under --out,\nthen write comparison.md, comparison.csv and comparison.png there.",
+                    "per cell under --out,\nthen write comparison.md, comparison.csv and comparison.png there (and\n"
+                    "comparison_fractions.png when the cells set eval.label_fractions). With 2+ seeds each mean has its\n"
+                    "95% t interval over seeds, and a best objective whose interval overlaps the runner-up's is marked\n"
+                    "within noise.",
         epilog="Overrides apply to every cell (train.steps=100) or to a scope: a modality, an objective or\n"
                "modality/objective (audio:train.steps=100, supcon:train.batch_size=64,\n"
                "medical/cpc:objective.prediction_steps=2). Re-running the same command skips finished cells and\n"
