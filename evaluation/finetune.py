@@ -40,6 +40,22 @@ from training.data import eval_loader, to_device
 from training.optimizers import parameter_groups
 
 
+def check_schedule(ev: dict) -> None:
+    """Raises UserError for ``eval.finetune_*`` settings out of range: epochs and batch size must be
+    integers of at least 1 and 2, the learning rate positive, the weight decay at least 0."""
+    for key, least in (("finetune_epochs", 1), ("finetune_batch_size", 2)):
+        if not isinstance(ev[key], int) or isinstance(ev[key], bool) or ev[key] < least:
+            raise UserError(f"eval.{key} must be an integer of at least {least}, got {ev[key]!r}")
+    lr, decay = ev["finetune_lr"], ev["finetune_weight_decay"]
+    if not (is_number(lr) and lr > 0 and is_number(decay) and decay >= 0):
+        raise UserError(f"eval.finetune_lr must be positive and eval.finetune_weight_decay at least 0, got "
+                        f"{lr!r} and {decay!r}")
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def cuda_devices(device) -> list:
     """The devices ``torch.random.fork_rng`` should fork besides the CPU: ``device`` when it is CUDA."""
     return [device] if torch.device(device).type == "cuda" else []

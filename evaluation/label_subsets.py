@@ -17,6 +17,8 @@ import math
 
 import torch
 
+from core.errors import UserError
+
 
 def class_count(n_items: int, fraction: float) -> int:
     """Items kept of a class of ``n_items``: max(1, round half up of fraction x n_items)."""
@@ -55,3 +57,15 @@ def fraction_key(metric: str, fraction: float) -> str:
     """The results.json key of ``metric`` at a label fraction: ('linear_probe_acc', 0.01) ->
     'linear_probe_acc@1%', 0.1 -> '@10%', 1.0 -> '@100%', 0.005 -> '@0.5%'."""
     return f"{metric}@{round(fraction * 100, 6):g}%"
+
+
+def check_fractions(fractions) -> None:
+    """Raises UserError unless ``fractions`` (``eval.label_fractions``) is None or a non-empty list of
+    distinct numbers in (0, 1]."""
+    if fractions is None:
+        return
+    numbers = isinstance(fractions, (list, tuple)) and all(
+        isinstance(f, (int, float)) and not isinstance(f, bool) for f in fractions)
+    if not numbers or not fractions or len(set(fractions)) < len(fractions) or not all(0 < f <= 1 for f in fractions):
+        raise UserError(f"eval.label_fractions must be null or a list of distinct numbers in (0, 1], "
+                        f"e.g. [0.01, 0.1, 1.0]; got {fractions!r}")

@@ -49,7 +49,8 @@ from torch import nn
 from core.errors import UserError
 from core.notes import say_once
 from evaluation import metrics, svm, tensorboard_extras
-from evaluation.finetune import finetune_report
+from evaluation.finetune import check_schedule, finetune_report
+from evaluation.label_subsets import check_fractions
 from evaluation.probe_report import fraction_probes, probe_report
 from objectives.paired import PairedObjective
 from objectives.parts import encode_batch
@@ -134,22 +135,8 @@ def check_protocol(cfg: dict) -> None:
         raise UserError(f"eval.svm_c_grid must be a non-empty list of positive numbers, got {grid!r}")
     if not isinstance(ev["svm_folds"], int) or ev["svm_folds"] < 2:
         raise UserError(f"eval.svm_folds must be an integer of at least 2, got {ev['svm_folds']!r}")
-    fractions = ev["label_fractions"]
-    if fractions is not None and (not isinstance(fractions, (list, tuple)) or not fractions or len(set(fractions))
-                                  < len(fractions) or not all(is_number(f) and 0 < f <= 1 for f in fractions)):
-        raise UserError(f"eval.label_fractions must be null or a list of distinct numbers in (0, 1], "
-                        f"e.g. [0.01, 0.1, 1.0]; got {fractions!r}")
-    for key, least in (("finetune_epochs", 1), ("finetune_batch_size", 2)):
-        if not isinstance(ev[key], int) or isinstance(ev[key], bool) or ev[key] < least:
-            raise UserError(f"eval.{key} must be an integer of at least {least}, got {ev[key]!r}")
-    if not is_number(ev["finetune_lr"]) or ev["finetune_lr"] <= 0 or not is_number(ev["finetune_weight_decay"]) \
-            or ev["finetune_weight_decay"] < 0:
-        raise UserError(f"eval.finetune_lr must be positive and eval.finetune_weight_decay at least 0, got "
-                        f"{ev['finetune_lr']!r} and {ev['finetune_weight_decay']!r}")
-
-
-def is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    check_fractions(ev["label_fractions"])
+    check_schedule(ev)
 
 
 def evaluate_model(encoders, objective, datasets: dict, cfg: dict, device, announce: bool = True) -> tuple[dict, dict]:
