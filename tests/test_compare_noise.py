@@ -188,3 +188,18 @@ def test_the_fraction_figure_has_the_documented_size_and_the_objective_colour_on
     assert image.getpixel((round(x), round(y))) == COLOURS[0]
     mean = np.mean([r["metrics"]["linear_probe_acc@40%"] for r in results])
     assert image.getpixel((LEFT + INSET, round(TOP + PLOT_H * (1 - mean)))) == COLOURS[0]
+
+
+def test_the_plan_gives_each_objective_the_steps_of_its_own_batch(tmp_path):
+    from comparison.command import parse_args, plan
+
+    # 16 train series (2 per class); 48 samples = 6 steps of 8 (ce) or 12 steps of 4 (supcon).
+    args = parse_args(["--modalities", "sequence", "--objectives", "ce", "supcon", "--seeds", "0", "1",
+                       "--out", str(tmp_path), "--budget", "samples=48", *TINY["sequence"], "train.batch_size=8",
+                       "supcon:train.batch_size=4"])
+    pairs = plan(args)
+    assert [(p.objective, p.budget_note) for p in pairs] == [("ce", "6 steps of 8 (16 train items)"),
+                                                            ("supcon", "12 steps of 4 (16 train items)")]
+    for p, steps in zip(pairs, (6, 12)):
+        for cell in p.cells:
+            assert cell.overrides[-2:] == [f"train.steps={steps}", f"seed={cell.seed}"]
