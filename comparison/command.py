@@ -8,13 +8,14 @@ cell cannot stop the others; its output goes to ``OUT/M-O-seedS/log.txt``. A cel
 ``results.json`` exists is skipped, a cell with a checkpoint but no results is resumed,
 any other cell is (re)started. Pairs the registry rules out are listed with the missing
 capability. The report (``comparison/report.py``) is written at the end:
-``comparison.md``, ``comparison.csv`` and ``comparison.png``. ``tensorboard --logdir OUT``
-shows every cell as a run.
+``comparison.md``, ``comparison.csv``, ``comparison.png`` and, with label fractions,
+``comparison_fractions.png``. ``tensorboard --logdir OUT`` shows every cell as a run.
 
 Settings of a cell, later wins: the modality's and objective's config files; the budgets file
 (``configs/compare.yaml``: overrides per modality, per objective and per modality/objective);
 the command line's ``key=value`` overrides; its ``SCOPE:key=value`` overrides, where SCOPE is a
-modality, an objective or modality/objective; ``--device``; the cell's seed.
+modality, an objective or modality/objective; ``--device``; ``--budget`` (``comparison/budget.py``:
+``train.steps`` of every cell worked out from equal steps, epochs or samples seen); the cell's seed.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from core import config as config_lib
 import modalities  # noqa: F401  (registers encoders, datasets, views)
 import objectives  # noqa: F401  (registers objectives)
 from core import registry
+from comparison.budget import check_budget_overrides, parse_budget, with_budget
 from core.errors import UserError, report
 from training.build import resolve_dataset
 from training.compatibility import missing_capabilities
@@ -64,17 +66,24 @@ class Pair:
     objective: str
     impossible: str = ""          # e.g. "needs label"; empty when the pair can train
     cells: list[Cell] = field(default_factory=list)
+    budget_note: str = ""         # with --budget: the steps it gave, e.g. "160 steps of 32 (1024 train items)"
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="run.py compare",
         description="Train and evaluate every compatible modality x objective pair over seeds, one run folder "
-                    "per cell under --out,\nthen write comparison.md, comparison.csv and comparison.png there.",
+                    "per cell under --out,\nthen write comparison.md, comparison.csv and comparison.png there (and\n"
+                    "comparison_fractions.png when the cells set eval.label_fractions). With 2+ seeds each mean has its\n"
+                    "95% t interval over seeds, and a best objective whose interval overlaps the runner-up's is marked\n"
+                    "within noise.",
         epilog="Overrides apply to every cell (train.steps=100) or to a scope: a modality, an objective or\n"
                "modality/objective (audio:train.steps=100, supcon:train.batch_size=64,\n"
                "medical/cpc:objective.prediction_steps=2). Re-running the same command skips finished cells and\n"
                "resumes interrupted ones; a cell folder made with other settings is an error (pick another --out).\n"
+               "--budget epochs=5 (or samples=9600, steps=300) gives every cell the train.steps of that many passes\n"
+               "over its modality's train split (samples seen, steps) at its own batch size, replacing the budgets\n"
+               "file's train.steps; it cannot be combined with train.steps or train.epochs overrides.\n"
                "Exit status: 0 when every cell finished, 1 when some failed, 2 on bad input.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--modalities", nargs="+", required=True, metavar="M", help="registered modalities (rows)")
@@ -85,12 +94,16 @@ def parse_args(argv):
     parser.add_argument("--budgets", default=str(BUDGETS), metavar="FILE",
                         help="YAML of overrides per scope (default configs/compare.yaml: the default budgets)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="sets device in every cell")
+    parser.add_argument("--budget", metavar="KIND=VALUE",
+                        help="equal training for every cell: steps=N, epochs=E (passes over the train split) or "
+                             "samples=S (items seen); sets each cell's train.steps (default: the cells' own "
+                             "train.steps, from the budgets file and overrides)")
     parser.add_argument("overrides", nargs="*", metavar="[SCOPE:]key=value", help="config overrides")
     # Overrides may follow a list option (--seeds 0 1 train.steps=5), which would swallow them.
     options, overrides, takes_value = [], [], False
     for arg in argv:
         (overrides if not takes_value and "=" in arg and not arg.startswith("-") else options).append(arg)
-        takes_value = arg in ("--out", "--budgets", "--device")
+        takes_value = arg in ("--out", "--budgets", "--device", "--budget")
     args = parser.parse_args(options)
     args.overrides += overrides
     return args
@@ -172,8 +185,12 @@ def plan(args) -> list[Pair]:
     """The grid: each pair's cells with their overrides, or the reason it is impossible.
 
     Raises:
-        UserError: an unknown name, scope or key, or a stale cell folder.
+        UserError: an unknown name, scope or key, a bad ``--budget`` or one combined with a
+            train.steps/train.epochs override, or a stale cell folder.
     """
+    budget = parse_budget(args.budget) if args.budget else None
+    check_budget_overrides(budget, args.overrides)
+    sizes: dict = {}
     for modality in args.modalities:
         registry.check_modality(modality)
     for objective in args.objectives:
@@ -199,8 +216,12 @@ def plan(args) -> list[Pair]:
             if lacking:
                 continue
             for seed in dict.fromkeys(args.seeds):
-                cell = Cell(m, o, seed, Path(args.out) / f"{m}-{o}-seed{seed}", [*overrides, f"seed={seed}"])
-                check_not_stale(cell, {**cfg, "seed": seed})
+                seeded, extra = {**cfg, "seed": seed}, []
+                if budget is not None:
+                    seeded, pair.budget_note = with_budget(seeded, budget, sizes)
+                    extra = [f"train.steps={seeded['train']['steps']}"]
+                cell = Cell(m, o, seed, Path(args.out) / f"{m}-{o}-seed{seed}", [*overrides, *extra, f"seed={seed}"])
+                check_not_stale(cell, seeded)
                 pair.cells.append(cell)
     return pairs
 
@@ -259,6 +280,8 @@ def main(argv) -> int:
     for pair in pairs:
         if pair.impossible:
             print(f"{pair.modality}/{pair.objective}: impossible, {pair.impossible}", flush=True)
+        elif pair.budget_note:
+            print(f"{pair.modality}/{pair.objective}: --budget {args.budget}: {pair.budget_note}", flush=True)
     cells = [cell for pair in pairs for cell in pair.cells]
     for i, cell in enumerate(cells, 1):
         name = f"[{i}/{len(cells)}] {cell.modality}/{cell.objective} seed {cell.seed}"

@@ -1,6 +1,6 @@
 """The comparison's heatmap, drawn with Pillow (no matplotlib): modalities as rows, objectives as
-columns, the headline metric's mean in each cell (colour: 0 light to 1 dark), its floor in small
-text below. A pair below its floor gets a red frame; impossible and failed pairs are grey.
+columns, the headline metric's mean in each cell (colour: 0 light to 1 dark), half its 95% interval
+over seeds (two or more) and its floor in small text below. A pair below its floor gets a red frame; impossible and failed pairs are grey.
 
 Image size: (LEFT + n_objectives * CELL_W + MARGIN) x (TOP + n_modalities * CELL_H + BOTTOM) pixels.
 """
@@ -44,17 +44,19 @@ def draw_heatmap(path: Path, rows: list[dict], metric: str, label: str) -> None:
             centred(draw, (cx, cy - 8), text, big, BLACK)
             centred(draw, (cx, cy + 14), r["status"].replace("impossible: ", "")[:22], small, BLACK)
             continue
-        (mean, std), (floor, _) = r["metrics"][metric]
+        trained, base = r["metrics"][metric]
+        mean, floor = trained.mean, base.mean
         fill = colour(mean)
         ink = WHITE if mean > 0.45 else BLACK
         draw.rectangle(box, fill=fill, outline=WHITE)
         if not r["beats_floor"]:
             draw.rectangle(box, outline=RED, width=4)
-        value = f"{mean:.3f}" + ("*" if r["best"] else "")
+        value = f"{mean:.3f}" + ("*" if r["best"] else "") + ("~" if r.get("within_noise") else "")
         centred(draw, (cx, cy - 10), value, big, ink)
-        spread = "" if std is None else f"±{std:.3f}  "
+        spread = "" if trained.low is None else f"±{(trained.high - trained.low) / 2:.3f}  "
         centred(draw, (cx, cy + 14), spread + ("" if floor is None else f"floor {floor:.3f}"), small, ink)
-    for k, note in enumerate(["floor: the random-init encoder, same protocol; * best of the row",
-                              "red frame: does not beat its floor; grey: impossible or failed"]):
+    for k, note in enumerate(["floor: the random-init encoder, same protocol; ± half the 95% interval over seeds",
+                              "* best of the row (~ within noise of the runner-up); red frame: does not beat its "
+                              "floor; grey: impossible or failed"]):
         draw.text((MARGIN, size[1] - BOTTOM + 6 + 14 * k), note, font=small, fill=BLACK)
     image.save(path, format="PNG")

@@ -31,7 +31,8 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="run.py eval", description="Evaluate a run's checkpoint again with the same protocols; "
                                          "rewrites metrics and floor in RUN_DIR/results.json.",
-        epilog="Overrides may change the protocol: eval.knn_k=10 eval.probe_epochs=100 eval.split=val; "
+        epilog="Overrides may change the protocol: eval.knn_k=10 eval.probe_epochs=100 eval.split=val, or add "
+               "fine-tuning and label fractions: eval.finetune=true 'eval.label_fractions=[0.01,0.1,1.0]'; "
                "results.json then holds the numbers of the new protocol.")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by run.py (config.yaml, checkpoints/last.pt)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="sets device (default: the run's)")

@@ -9,6 +9,9 @@ Single-label data (labels (N,) long), keys of results.json's ``metrics`` and ``f
 - ``linear_probe_per_class_acc``: {class name: accuracy on its items};
 - ``linear_probe_per_group_acc``: {group: accuracy on its items}, when the data has a group
   column (``speaker`` or ``group`` of a manifest; ``item_groups``).
+- ``linear_probe_acc@<f>%`` for each fraction f of ``eval.label_fractions`` (``fraction_probes``):
+  accuracy of the same probe fit on the stratified subset of the train labels that f keeps
+  (``evaluation.label_subsets``), with that subset's own standardization.
 
 Multi-label data (multi-hot labels (N, K)), one logistic output per label:
 
@@ -25,6 +28,7 @@ import torch
 
 from core.notes import say_once
 from evaluation import classification
+from evaluation.label_subsets import fraction_key, stratified_subset
 from evaluation.linear_probe import LinearProbe, fit_linear_probe
 
 
@@ -76,6 +80,17 @@ def per_group(reported: dict, predicted: torch.Tensor, groups) -> dict:
     if groups is None or not any(g is not None for g in groups):
         return {}
     return {"linear_probe_per_group_acc": classification.per_group_accuracy(reported["label"], predicted, groups)}
+def fraction_probes(train: dict, reported: dict, classes, ev: dict, seed: int) -> dict:
+    """{``linear_probe_acc@<f>%``: accuracy on ``reported``} for each fraction f of
+    ``eval.label_fractions`` ({} when null), each probe fit on ``stratified_subset(train labels, f,
+    seed)`` only (single-label ``train`` and ``reported`` as in ``probe_report``)."""
+    out = {}
+    for fraction in ev["label_fractions"] or ():
+        rows = stratified_subset(train["label"], fraction, seed)
+        probe = fit({"embedding": train["embedding"][rows], "label": train["label"][rows]}, classes, ev, seed)
+        predicted = probe.predict(reported["embedding"])
+        out[fraction_key("linear_probe_acc", fraction)] = (predicted == reported["label"]).float().mean().item()
+    return out
 
 
 def probe_report(train: dict, reported: dict, classes, ev: dict, seed: int) -> tuple[dict, torch.Tensor | None]:

@@ -15,6 +15,11 @@ Protocols (all fixed in advance; nothing is chosen by looking at the reported sp
   by ``eval.svm_folds``-fold stratified cross-validation on train (shuffled with ``seed``),
   refit on train, scored once (``evaluation.svm``; T-Loss and TS2Vec's protocol); ``svm_c`` is the
   chosen C. Left out when train has one class.
+- ``linear_probe_acc@<f>%`` per fraction f of ``eval.label_fractions`` (null: none): the probe fit on
+  a stratified, seeded subset of the train labels (``evaluation.label_subsets``), scored once.
+- ``finetune_acc`` (and ``finetune_acc@<f>%``) with ``eval.finetune``: a copy of the x encoder and a
+  linear head trained end to end on the train labels with a fixed schedule, scored once
+  (``evaluation.finetune``); the floor's is supervised training from scratch.
 - ``knn_acc``: weighted kNN (``metrics.knn_predict``), train split as the bank,
   the reported split as queries, k = ``eval.knn_k``, votes exp(cos / ``eval.knn_temperature``).
 - ``alignment``, ``uniformity``, ``effective_rank`` on the reported split's embeddings
@@ -25,8 +30,9 @@ Protocols (all fixed in advance; nothing is chosen by looking at the reported sp
   ``retrieval_r{1,5,10}_{x2t,t2x}``, ``retrieval_medr_{x2t,t2x}`` and
   ``zero_shot_acc`` (prompts ``eval.zero_shot_template`` filled with each class name).
 
-Multi-label data (multi-hot labels, ``modalities/multi_label.py``) has no SVM, kNN or zero-shot
-accuracy, which score one label per item; one line on stderr says so.
+Multi-label data (multi-hot labels, ``modalities/multi_label.py``) has no SVM, kNN, zero-shot,
+label-fraction or fine-tuning accuracy, which score (or stratify by) one label per item; one line
+on stderr says so.
 
 The metrics above use the encoder's ``embedding`` output (what a downstream
 user would take), except retrieval and zero-shot. ``floor`` repeats every
@@ -44,7 +50,9 @@ from torch import nn
 from core.errors import UserError
 from core.notes import say_once
 from evaluation import metrics, svm, tensorboard_extras
-from evaluation.probe_report import item_groups, per_group, probe_report
+from evaluation.finetune import check_schedule, finetune_report
+from evaluation.label_subsets import check_fractions
+from evaluation.probe_report import fraction_probes, item_groups, per_group, probe_report
 from objectives.paired import PairedObjective
 from objectives.parts import encode_batch
 from training.build import build_model
@@ -116,7 +124,9 @@ def check_protocol(cfg: dict) -> None:
 
     Raises:
         UserError: ``eval.split`` is not test or val, ``eval.svm_c_grid`` is empty or holds a C
-            that is not a positive number, or ``eval.svm_folds`` is below 2.
+            that is not a positive number, ``eval.svm_folds`` is below 2, ``eval.label_fractions``
+            is not null or a list of distinct fractions in (0, 1], or a ``finetune_*`` setting is
+            out of range (epochs >= 1, batch size >= 2, lr > 0, weight decay >= 0).
     """
     ev = cfg["eval"]
     if ev["split"] not in SPLITS:
@@ -126,6 +136,8 @@ def check_protocol(cfg: dict) -> None:
         raise UserError(f"eval.svm_c_grid must be a non-empty list of positive numbers, got {grid!r}")
     if not isinstance(ev["svm_folds"], int) or ev["svm_folds"] < 2:
         raise UserError(f"eval.svm_folds must be an integer of at least 2, got {ev['svm_folds']!r}")
+    check_fractions(ev["label_fractions"])
+    check_schedule(ev)
 
 
 def evaluate_model(encoders, objective, datasets: dict, cfg: dict, device, announce: bool = True) -> tuple[dict, dict]:
@@ -145,9 +157,13 @@ def _evaluate_model(encoders, objective, datasets: dict, cfg: dict, device, anno
     out, reported["probe_predicted"] = probe_report(train, reported, train_set.classes, ev, cfg["seed"])
     if single:
         out.update(per_group(reported, reported["probe_predicted"], item_groups(report_set)))
+        out.update(fraction_probes(train, reported, train_set.classes, ev, cfg["seed"]))
         out.update(single_label_protocols(train, reported, len(train_set.classes), cfg, announce))
     else:
-        say_once(f"multi-label data: svm_acc, knn_acc{' and zero_shot_acc' if paired else ''} are left out "
+        extra = [*(["zero_shot_acc"] if paired else []), *(["finetune_acc"] if ev["finetune"] else []),
+                 *(["linear_probe_acc@<f>%"] if ev["label_fractions"] else [])]
+        names = ", ".join(["svm_acc", "knn_acc", *extra[:-1]]) + (f" and {extra[-1]}" if extra else "")
+        say_once(f"multi-label data: {names} are left out "
                  "(they score one label per item); the linear probe reports per-label AUROC")
     out.update({"alignment": metrics.alignment(reported["embedding"], reported["label"]),
                 "uniformity": metrics.uniformity(reported["embedding"]),
@@ -160,6 +176,10 @@ def _evaluate_model(encoders, objective, datasets: dict, cfg: dict, device, anno
                                       ev["batch_size"])
             predicted = metrics.zero_shot_predict(reported["joint"], class_texts)
             out["zero_shot_acc"] = (predicted == reported["label"]).float().mean().item()
+    if single and ev["finetune"]:
+        n_classes = max(len(train_set.classes), int(train["label"].max()) + 1)
+        out.update(finetune_report(encoders["x"], train_set, report_set, train["label"], n_classes, ev, cfg["seed"],
+                                   device))
     return out, reported
 
 

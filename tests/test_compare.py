@@ -32,6 +32,16 @@ def mean_std(values):
     return values.mean(), values.std(ddof=1)
 
 
+T_975_1 = 12.706204736174707  # t_{0.975} with 1 degree of freedom (two seeds), from a t table
+
+
+def interval(values):
+    """'mean [low, high]' as comparison.md prints a mean of two seeds and its 95% t interval."""
+    mean, std = mean_std(values)
+    half = T_975_1 * std / np.sqrt(2)
+    return f"{mean:.3f} [{mean - half:.3f}, {mean + half:.3f}]"
+
+
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):
     out = tmp_path_factory.mktemp("compare") / "grid"
@@ -76,18 +86,22 @@ def test_table_numbers_are_mean_and_std_of_the_cells_results(grid):
             mean, std = mean_std([r[part][key] for r in results])
             assert float(row[f"{prefix}{key}_mean"]) == pytest.approx(mean, abs=1e-9), key
             assert float(row[f"{prefix}{key}_std"]) == pytest.approx(std, abs=1e-9), key
+            half = T_975_1 * std / np.sqrt(2)
+            assert float(row[f"{prefix}{key}_ci_low"]) == pytest.approx(mean - half, abs=1e-9), key
+            assert float(row[f"{prefix}{key}_ci_high"]) == pytest.approx(mean + half, abs=1e-9), key
 
-    probe, floor = mean_std([r["metrics"]["linear_probe_acc"] for r in results]), \
-        mean_std([r["floor"]["linear_probe_acc"] for r in results])
-    verdict = "beats floor" if probe[0] > floor[0] else "DOES NOT BEAT FLOOR"
+    probe, floor = ([r[part]["linear_probe_acc"] for r in results] for part in ("metrics", "floor"))
+    verdict = "beats floor" if np.mean(probe) > np.mean(floor) else "DOES NOT BEAT FLOOR"
     assert row["status"] == verdict and row["best"] == "True"  # the only finished pair of its row
+    assert row["within_noise"] == ""  # no runner-up in its row
+    assert row["budget"] == "2 steps, 1 epochs"  # 2 steps of 8 over 16 train series
     table = (out / "comparison.md").read_text().splitlines()
     assert "| modality | objective | linear probe | floor | SVM | floor | kNN | floor | chance |" in table[6]
     assert "linear probe test accuracy" in table[4]
     line = next(li for li in table if li.startswith("| sequence | cpc |"))
-    assert f"**{probe[0]:.3f} ± {probe[1]:.3f}**" in line and f"{floor[0]:.3f} ± {floor[1]:.3f}" in line
-    svm, svm_floor = (mean_std([r[part]["svm_acc"] for r in results]) for part in ("metrics", "floor"))
-    assert line.split(" | ")[4:6] == [f"{svm[0]:.3f} ± {svm[1]:.3f}", f"{svm_floor[0]:.3f} ± {svm_floor[1]:.3f}"]
+    assert f"**{interval(probe)}**" in line and interval(floor) in line
+    svm, svm_floor = ([r[part]["svm_acc"] for r in results] for part in ("metrics", "floor"))
+    assert line.split(" | ")[4:6] == [interval(svm), interval(svm_floor)]
     assert line.rstrip(" |").endswith(verdict)
 
 

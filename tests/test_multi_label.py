@@ -221,6 +221,13 @@ def test_tiny_multi_label_run_reports_per_label_auroc_and_eval_rewrites_it(tmp_p
     assert again.returncode == 0, again.stderr[-3000:]
     rewritten = json.loads((run_dir / "results.json").read_text())
     assert rewritten["metrics"] == results["metrics"] and rewritten["floor"] == results["floor"]
+    # Fine-tuning and label fractions stratify by (or score) one label per item: left out, said once.
+    one_label = run_cli("eval", run_dir, "eval.finetune=true", "eval.label_fractions=[0.5]")
+    assert one_label.returncode == 0, one_label.stderr[-3000:]
+    assert one_label.stderr.count("note: multi-label data: svm_acc, knn_acc, finetune_acc and "
+                                  "linear_probe_acc@<f>% are left out") == 1, one_label.stderr
+    rewritten = json.loads((run_dir / "results.json").read_text())
+    assert rewritten["metrics"] == results["metrics"] and rewritten["floor"] == results["floor"]
 
     refused = run_cli("--modality", "medical", "--objective", "triplet", "--data", tmp_path, "--run-dir",
                       tmp_path / "triplet", "train.steps=1", "data.medical_manifest.image_size=32")
