@@ -139,9 +139,10 @@ def restore(state: dict, model, optimizer, scheduler, online=None) -> int:
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    if online is not None and "online_probe" in state:
-        online.load_state_dict(state["online_probe"])
-    elif online is not None:
+    if online is not None and "online_probe" in state and not online.load_state_dict(state["online_probe"]):
+        say_once(f"online evaluation: the checkpoint of step {state['step']} holds an online classifier of "
+                 f"unstandardized embeddings (an older run); a fresh one starts from that step")
+    elif online is not None and "online_probe" not in state:
         say_once(f"online evaluation: the checkpoint of step {state['step']} holds no online classifier; "
                  f"it starts afresh from that step")
     set_rng_state(state["rng"])

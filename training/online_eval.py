@@ -32,7 +32,7 @@ from torch import nn
 
 from core.notes import say_once
 from objectives.parts import encode_batch
-from training.distributed import average_step
+from training.distributed import all_reduce_mean, average_step
 
 
 def has_labels(train_set) -> bool:
@@ -48,39 +48,104 @@ def same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 def rows_and_labels(inp, output, batch: dict):
     """The (N, D) embedding and (N,) labels of one encoder call, or None when its ``embedding`` was never
-    computed (outputs made on demand: ``LazyOutputs``) or its input is none of: the batch's ``x`` (B, ...),
-    one view ``views[:, v]`` (B, ...), or every view flattened in place to (B*V, ...) (row b*V + v is
-    view v of sample b), each recognized by reading the very same memory; or copies of ``x`` stacked
-    (k*B, ...), recognized by equal values (row j*B + b is sample b)."""
-    if not isinstance(output, dict) or not dict.__contains__(output, "embedding") or not torch.is_tensor(inp):
+    computed and cannot be had without a new pass of the network (outputs made on demand: ``LazyOutputs``,
+    whose ``ready`` says so: the medical patch embedding is a mean over the patch grid CPC computed), or
+    its input is none of: the batch's ``x`` (B, ...), one view ``views[:, v]`` (B, ...), or every view
+    flattened in place to (B*V, ...) (row b*V + v is view v of sample b), each recognized by reading the
+    very same memory; or copies of ``x`` stacked (k*B, ...), recognized by equal values (row j*B + b is
+    sample b)."""
+    if not isinstance(output, dict) or not torch.is_tensor(inp):
+        return None
+    if not dict.__contains__(output, "embedding") and not (hasattr(output, "ready") and output.ready("embedding")):
         return None
     labels, views = batch["label"], batch.get("views")
     whole = [batch["x"]] + ([views[:, v] for v in range(views.shape[1])] if views is not None else [])
     if any(same_memory(inp, c) for c in whole):
-        return output["embedding"], labels
+        return embedding_of(output), labels
     if views is not None and views.is_contiguous() and same_memory(inp, views.view(-1, *views.shape[2:])):
-        return output["embedding"], labels.repeat_interleave(views.shape[1])
+        return embedding_of(output), labels.repeat_interleave(views.shape[1])
     x = batch["x"]
     if (len(inp) % len(x) == 0 and inp.shape[1:] == x.shape[1:] and inp.dtype == x.dtype
             and all(torch.equal(block, x) for block in inp.split(len(x)))):
-        return output["embedding"], labels.repeat(len(inp) // len(x))
+        return embedding_of(output), labels.repeat(len(inp) // len(x))
     return None
 
 
+@torch.no_grad()
+def embedding_of(output: dict) -> torch.Tensor:
+    """``output["embedding"]``, detached; an output made on demand is made here without a graph."""
+    return output["embedding"].detach()
+
+
+class Standardizer:
+    """Per-dimension running mean and variance of the rows the classifier sees, and rows standardized by them.
+
+    ``update(rows)``: the step's rows (N, D) (every rank's, under torchrun: sums all-reduced) give a batch
+    mean m and variance v (float64); the first step sets mean = m, var = v, later ones move them by
+    ``momentum``: mean <- (1 - momentum) mean + momentum m, and var likewise. ``__call__(rows)``:
+    (rows - mean) / sqrt(var + eps), what the classifier reads in training and at validation alike (the
+    final linear probe standardizes by its train split's statistics the same way).
+    """
+
+    def __init__(self, dim: int, momentum: float, device, eps: float = 1e-5):
+        self.momentum, self.eps = momentum, eps
+        self.mean = torch.zeros(dim, dtype=torch.float64, device=device)
+        self.var = torch.ones(dim, dtype=torch.float64, device=device)
+        self.steps = torch.zeros((), dtype=torch.long, device=device)
+
+    @torch.no_grad()
+    def update(self, rows: torch.Tensor) -> bool:
+        """Move the statistics toward those of ``rows``; False (nothing changed) when the global sums are
+        not finite (the same answer on every rank)."""
+        rows = rows.double()
+        sums = torch.cat([torch.tensor([len(rows)], dtype=torch.float64, device=rows.device), rows.sum(0),
+                          (rows * rows).sum(0)])
+        all_reduce_mean([sums])  # means over ranks of (n, sum, sum of squares): their ratios are global
+        if not bool(torch.isfinite(sums).all()):
+            return False
+        n, d = sums[0], rows.shape[1]
+        mean = sums[1:1 + d] / n
+        var = (sums[1 + d:] / n - mean * mean).clamp_min(0)
+        if int(self.steps) == 0:
+            self.mean.copy_(mean)
+            self.var.copy_(var)
+        else:
+            self.mean.lerp_(mean, self.momentum)
+            self.var.lerp_(var, self.momentum)
+        self.steps += 1
+        return True
+
+    def __call__(self, rows: torch.Tensor) -> torch.Tensor:
+        return ((rows.double() - self.mean) / (self.var + self.eps).sqrt()).float()
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean.clone(), "var": self.var.clone(), "steps": self.steps.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("mean", "var", "steps"):
+            getattr(self, key).copy_(state[key])
+
+
 class OnlineProbe:
-    """The online classifier, its optimizer and the embeddings of the current step.
+    """The online classifier, its optimizer, its standardization and the embeddings of the current step.
 
     Args:
         dim: D, the encoder's ``embedding`` width; n_classes: K, the train split's classes.
         lr: AdamW learning rate (``train.online_eval_lr``).
+        updates: AdamW steps on each step's rows (``train.online_eval_updates``).
+        momentum: of the running mean and variance (``train.online_eval_momentum``; ``Standardizer``).
     """
 
-    def __init__(self, dim: int, n_classes: int, lr: float, device):
+    def __init__(self, dim: int, n_classes: int, lr: float, device, updates: int = 1, momentum: float = 0.1):
+        if updates < 1:
+            raise ValueError(f"the online classifier needs at least one update per step, got {updates}")
         self.linear = nn.utils.skip_init(nn.Linear, dim, n_classes, device=device)  # no RNG draw
         with torch.no_grad():
             self.linear.weight.zero_()
             self.linear.bias.zero_()
         self.optimizer = torch.optim.AdamW(self.linear.parameters(), lr=lr, weight_decay=0.0, fused=True)
+        self.standardize = Standardizer(dim, momentum, device)
+        self.updates = updates
         self.seen: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._calls: list | None = None
         self._handle = None
@@ -132,11 +197,13 @@ class OnlineProbe:
         return embedding, batch["label"]
 
     def step(self, update: bool = True) -> dict:
-        """Cross-entropy on the embeddings ``watch`` kept this step, gradients averaged over ranks, one
-        AdamW step when ``update`` (the model's step was finite) and the loss is finite.
+        """The step's rows (the embeddings ``watch`` kept) update the running standardization, then
+        ``updates`` AdamW steps of cross-entropy on them standardized, gradients averaged over ranks, when
+        ``update`` (the model's step was finite) and the loss is finite; nothing changes otherwise.
 
         Returns:
-            {"online_probe_loss", "online_probe_acc"}: 0-dim tensors, means over ranks.
+            {"online_probe_loss", "online_probe_acc"}: 0-dim tensors, means over ranks, of the classifier
+            before this step's updates (the rows are new to it: a held-out score of each train batch).
 
         Raises:
             RuntimeError: no ``watch`` since the last step.
@@ -146,28 +213,41 @@ class OnlineProbe:
         embedding = torch.cat([e for e, _ in self.seen])
         labels = torch.cat([y for _, y in self.seen]).to(embedding.device)
         self.seen.clear()
-        logits = self.linear(embedding)
-        loss = F.cross_entropy(logits, labels)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        stats = average_step(list(self.linear.parameters()),
-                             {"loss": loss.detach(), "acc": (logits.argmax(1) == labels).float().mean()})
-        if update and math.isfinite(float(stats["loss"])):
+        update = update and self.standardize.update(embedding)  # False on every rank alike
+        rows, first = self.standardize(embedding), None
+        for _ in range(self.updates):
+            logits = self.linear(rows)
+            loss = F.cross_entropy(logits, labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            scalars = average_step(list(self.linear.parameters()),
+                                   {"loss": loss.detach(), "acc": (logits.argmax(1) == labels).float().mean()})
+            first = scalars if first is None else first
+            if not (update and math.isfinite(float(scalars["loss"]))):
+                break
             self.optimizer.step()
-        return {"online_probe_loss": stats["loss"], "online_probe_acc": stats["acc"]}
+        return {"online_probe_loss": first["loss"], "online_probe_acc": first["acc"]}
 
     @torch.no_grad()
     def accuracy(self, embedding: torch.Tensor, labels: torch.Tensor) -> float:
-        """Fraction of rows of ``embedding`` (N, D) whose argmax class is ``labels`` (N,)."""
-        logits = self.linear(embedding.to(self.linear.weight.device).float())
+        """Fraction of rows of ``embedding`` (N, D), standardized by the running statistics, whose argmax
+        class is ``labels`` (N,)."""
+        logits = self.linear(self.standardize(embedding.to(self.linear.weight.device).float()))
         return (logits.argmax(1).cpu() == labels.cpu()).float().mean().item()
 
     def state_dict(self) -> dict:
-        return {"linear": self.linear.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return {"linear": self.linear.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "standardize": self.standardize.state_dict()}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> bool:
+        """Load ``state``; False, leaving this classifier fresh, when it was saved before the classifier
+        read standardized rows (no ``standardize``: its weights fit other inputs)."""
+        if "standardize" not in state:
+            return False
         self.linear.load_state_dict(state["linear"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.standardize.load_state_dict(state["standardize"])
+        return True
 
 
 def build_online_probe(cfg: dict, encoder: nn.Module, train_set, device) -> OnlineProbe | None:
@@ -180,4 +260,6 @@ def build_online_probe(cfg: dict, encoder: nn.Module, train_set, device) -> Onli
         say_once(f"online evaluation: the train split is {kind}, so train/online_probe_acc, "
                  "val/online_probe_acc and val/knn_acc are skipped; val/effective_rank and val/output_std are logged")
         return None
-    return OnlineProbe(encoder.dims["embedding"], len(train_set.classes), cfg["train"]["online_eval_lr"], device)
+    tc = cfg["train"]
+    return OnlineProbe(encoder.dims["embedding"], len(train_set.classes), tc["online_eval_lr"], device,
+                       tc["online_eval_updates"], tc["online_eval_momentum"])

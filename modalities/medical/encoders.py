@@ -57,11 +57,18 @@ class LazyOutputs(dict):
 
     ``LazyOutputs(embedding=fn, sequence=fn)``: ``out["sequence"]`` calls its
     function once. ``in``, ``keys()`` and ``len()`` see every declared output.
+    ``cheap``: {name: fn -> bool}, whether that output can now be had from what is already computed
+    (no new pass of the network); ``ready(name)`` asks it.
     """
 
-    def __init__(self, **factories):
+    def __init__(self, cheap: dict | None = None, **factories):
         super().__init__()
-        self._factories = factories
+        self._factories, self._cheap = factories, cheap or {}
+
+    def ready(self, key) -> bool:
+        """Whether ``self[key]`` is computed already or costs no new pass of the network (e.g. the patch
+        embedding once the patch grid of ``sequence`` exists): the online classifier reads it then."""
+        return dict.__contains__(self, key) or (key in self._cheap and self._cheap[key]())
 
     def __missing__(self, key):
         if key not in self._factories:
@@ -118,11 +125,13 @@ class MedicalEncoder(nn.Module):
             axes = "(B, C, H, W)" if self.spatial_dims == 2 else "(B, C, D, H, W)"
             raise ValueError(f"expected x of shape {axes} with C = {self.in_channels}, got {tuple(x.shape)}")
         grid = functools.cache(lambda: self.patch_grid(x))  # (B, rows, patches per row, F), one pass at most
-        if self.embedding == "patches":
+        if self.embedding == "patches":  # a mean over the grid: cheap once the grid exists (CPC computed it)
             embedding = lambda: reduce(grid(), "b r p f -> b f", "mean")
+            cheap = {"embedding": lambda: grid.cache_info().currsize > 0}
         else:
             embedding = lambda: reduce(self.dropout(self.features(x)), "b f ... -> b f", "mean")
-        return LazyOutputs(embedding=embedding, sequence=lambda: reduce(grid(), "b r p f -> b r f", "mean"))
+            cheap = {}
+        return LazyOutputs(cheap, embedding=embedding, sequence=lambda: reduce(grid(), "b r p f -> b r f", "mean"))
 
     def jitter(self, patches: torch.Tensor) -> torch.Tensor:
         """In training, each patch's contrast and brightness scaled and shifted at random (CPC v2's
