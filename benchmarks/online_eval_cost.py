@@ -8,7 +8,11 @@
   both, alternating which goes first (load from other jobs falls on both alike). Reported: the
   median seconds per step of each and the median over rounds of the per-round ratio of time
   on / time off, on wall-clock and on CPU time (``time.process_time``).
-- the classifier's own work: a fresh ``OnlineProbe`` stepped 200 times on rows of the loop's shape
+- in the loop: the wall-clock seconds the classifier's own work took inside those same timed calls
+  (``OnlineProbe.seconds``: matching and reading the embedding, the extra forward where there is one,
+  its updates), as a share of the rest of the call (the step without it): measured within one call,
+  so load from other jobs falls on both parts of the ratio alike; median over rounds.
+- the classifier's own work alone: a fresh ``OnlineProbe`` stepped 200 times on rows of the loop's shape
   (batch x views, D), timed without the loop around it: the part of the per-step cost that the
   noise of the end-to-end ratio on a shared machine hides (milliseconds per step, and as a share
   of a step without the classifier).
@@ -23,13 +27,22 @@ import statistics
 import time
 
 
+def timed_on(runner, steps: int) -> tuple:
+    """``runner.run_loop``'s (wall, CPU) samples/s with the classifier, and the share of that call's wall
+    time the classifier's own work took (``OnlineProbe.seconds``), as a share of the rest of the call."""
+    before = runner.online.seconds
+    rates = runner.run_loop(steps, online=True)
+    online_s, call_s = runner.online.seconds - before, steps * runner.batch_size / rates[0]
+    return (*rates, online_s / (call_s - online_s))
+
+
 def timed_pair(runner, steps: int, on_first: bool) -> tuple[tuple, tuple]:
-    """(rates with the classifier, rates without), each ``runner.run_loop``'s (wall, CPU) samples/s."""
+    """((wall, CPU samples/s, in-loop share) with the classifier, (wall, CPU samples/s) without)."""
     if on_first:
-        on = runner.run_loop(steps, online=True)
+        on = timed_on(runner, steps)
         return on, runner.run_loop(steps, online=False)
     off = runner.run_loop(steps, online=False)
-    return runner.run_loop(steps, online=True), off
+    return timed_on(runner, steps), off
 
 
 def default_val_every(cfg: dict) -> int:
@@ -49,7 +62,9 @@ def probe_seconds(runner, calls: int = 200) -> float:
     train_set = runner.datasets["train"]
     dim, rows = runner.model["encoders"]["x"].dims["embedding"], runner.batch_size
     rows *= runner.views.n_views if runner.views is not None else 1
-    probe = OnlineProbe(dim, len(train_set.classes), runner.cfg["train"]["online_eval_lr"], runner.device)
+    tc = runner.cfg["train"]
+    probe = OnlineProbe(dim, len(train_set.classes), tc["online_eval_lr"], runner.device, tc["online_eval_updates"],
+                        tc["online_eval_momentum"])
     embedding = torch.randn(rows, dim, device=runner.device)
     labels = torch.randint(0, len(train_set.classes), (rows,), device=runner.device)
     began = time.perf_counter()
@@ -89,6 +104,7 @@ def measure_online(runner, steps: int, repeats: int) -> dict:
     val_s, val_every = statistics.median(validation), default_val_every(runner.cfg)
     return {"step_off": step_off, "step_on": runner.batch_size / statistics.median(a[0] for a in on),
             "ratio": statistics.median(ratios[0]), "cpu_ratio": statistics.median(ratios[1]),
-            "ratios": ratios[0], "cpu_ratios": ratios[1], "val_s": val_s, "val_steps": val_s / step_off,
+            "ratios": ratios[0], "cpu_ratios": ratios[1], "in_loop": statistics.median(a[2] for a in on),
+            "in_loops": [a[2] for a in on], "val_s": val_s, "val_steps": val_s / step_off,
             "val_every": val_every, "val_share": val_s / step_off / val_every, "probe_s": probe_s,
             "bank": len(watch.bank) if watch.bank is not None else 0, "queries": len(watch.queries)}

@@ -208,9 +208,9 @@ def online_table(args) -> bool:
     from online_eval_cost import measure_online
 
     print("| pair | device | batch | s/step off | s/step on | on / off, wall | per round | on / off, CPU time "
-          "| per round | classifier's own ms/step (share of a step) | online validation s (bank + val items) "
-          "| in steps | share at val_every |")
-    print("|---" * 13 + "|", flush=True)
+          "| per round | in the loop: online share of a step | per round | classifier's own ms/step (share of a step) "
+          "| online validation s (bank + val items) | in steps | share at val_every |")
+    print("|---" * 15 + "|", flush=True)
     ok = True
     for pair in args.pairs:
         with open_runner(pair, args.device, args.set) as runner:
@@ -219,6 +219,7 @@ def online_table(args) -> bool:
         ok = ok and math.isfinite(row["ratio"])
         print(f"| {pair} | {runner.device} | {runner.batch_size} | {row['step_off']:.4f} | {row['step_on']:.4f} "
               f"| {row['ratio']:.3f} | {wall} | {row['cpu_ratio']:.3f} | {cpu} "
+              f"| {row['in_loop']:.4f} | {' '.join(f'{x:.4f}' for x in row['in_loops'])} "
               f"| {1000 * row['probe_s']:.2f} ({row['probe_s'] / row['step_off']:.4f}) | {row['val_s']:.2f} "
               f"({row['bank']} + {row['queries']}) | {row['val_steps']:.1f} "
               f"| {row['val_share']:.3f} ({row['val_every']}) |", flush=True)

@@ -27,8 +27,9 @@ CPU = torch.device("cpu")
 ONLINE_TAGS = ["train/online_probe_acc", "train/online_probe_loss", "val/online_probe_acc", "val/knn_acc",
                "val/effective_rank", "val/output_std"]
 # The ways an objective's encoder sees a batch: x itself (cpc), every view flattened (simclr), one
-# view (moco), x twice with dropout on (simcse), and none of these, so the classifier embeds x once
-# more (medical cpc's patch embedding is computed on demand, with BatchNorm; ts2vec's random crops).
+# view (moco), x twice with dropout on (simcse), x itself with the embedding made on demand from what
+# the forward computed (medical cpc: the mean of the patch grid, read after the backward), and none of
+# these, so the classifier embeds x once more (ts2vec's random crops; every step here: extra_every=1).
 PAIRS = [("audio", "cpc"), ("sequence", "simclr"), ("sequence", "moco"), ("sequence", "simcse"), ("medical", "cpc"),
          ("sequence", "ts2vec")]
 
@@ -42,7 +43,8 @@ def run(run_dir, modality: str, objective: str, online_eval: bool, steps: int, e
     Training and the run's TensorBoard scalars."""
     cfg = config_lib.load_config(modality, objective, overrides=[
         *tiny(modality), "train.batch_size=4", f"train.steps={steps}", "train.val_every=1", "train.val_batches=1",
-        "train.progress=false", "train.checkpoint_every=1000", f"train.online_eval={online_eval}", *extra])
+        "train.progress=false", "train.checkpoint_every=1000", f"train.online_eval={online_eval}",
+        "train.online_eval_extra_every=1", *extra])
     cfg["data"]["name"] = resolve_dataset(cfg)  # as run.py does: the loader of data.path
     training = build_training(cfg, CPU)
     writer = SummaryWriter(str(run_dir))
@@ -188,3 +190,108 @@ def test_unlabelled_data_skips_the_label_parts_with_one_line(tmp_path, capsys):
     assert len(notes) == 1 and "val/knn_acc are skipped" in notes[0], notes
     assert [s for s, _ in tags["val/effective_rank"]] == [1, 2] and "val/output_std" in tags
     assert not {"train/online_probe_acc", "val/online_probe_acc", "val/knn_acc"} & set(tags)
+
+
+def test_standardization_and_updates_equal_a_numpy_ema_and_an_independent_adamw():
+    """Three steps of rows of known scales: the running mean and variance follow a NumPy EMA (the first
+    step sets them), the classifier reads rows standardized by them, takes ``updates`` AdamW steps per
+    step exactly as a separate nn.Linear with torch's AdamW on the NumPy-standardized rows, and reports
+    the loss before its updates (log K at the start, its weights being zero)."""
+    rng = np.random.default_rng(0)
+    d, k, momentum, lr, updates, eps = 3, 4, 0.25, 0.05, 3, 1e-5
+    # Class counts 1, 1, 3, 3 of 8: no gradient of the first (zero-weight) step is zero up to rounding,
+    # where AdamW's first step, lr * g / (|g| + eps), would take the sign of the rounding.
+    batches = [(rng.normal(size=(8, d)) * [1.0, 10.0, 100.0] + [5.0, -3.0, 50.0],
+                rng.permutation([0, 1, 2, 2, 2, 3, 3, 3])) for _ in range(3)]
+    probe = OnlineProbe(d, k, lr, CPU, updates=updates, momentum=momentum)
+    reference = nn.Linear(d, k)
+    with torch.no_grad():
+        reference.weight.zero_()
+        reference.bias.zero_()
+    adamw = torch.optim.AdamW(reference.parameters(), lr=lr, weight_decay=0.0)
+    mean = var = None
+    for i, (x, y) in enumerate(batches):
+        m, v = x.mean(0), x.var(0)  # population variance (ddof 0), as BatchNorm's normalization
+        mean, var = (m, v) if i == 0 else ((1 - momentum) * mean + momentum * m, (1 - momentum) * var + momentum * v)
+        rows = torch.tensor((x - mean) / np.sqrt(var + eps), dtype=torch.float32)
+        labels = torch.tensor(y)
+        probe.seen.append((torch.tensor(x, dtype=torch.float32), labels))
+        out = probe.step()
+        expected_loss = None
+        for _ in range(updates):
+            loss = torch.nn.functional.cross_entropy(reference(rows), labels)
+            expected_loss = loss.item() if expected_loss is None else expected_loss
+            adamw.zero_grad()
+            loss.backward()
+            adamw.step()
+        if i == 0:
+            assert expected_loss == pytest.approx(np.log(k), rel=1e-6)
+        assert float(out["online_probe_loss"]) == pytest.approx(expected_loss, rel=1e-5)
+        np.testing.assert_allclose(probe.standardize.mean.numpy(), mean, rtol=1e-6)
+        np.testing.assert_allclose(probe.standardize.var.numpy(), var, rtol=1e-4)
+        torch.testing.assert_close(probe.linear.weight, reference.weight, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(probe.linear.bias, reference.bias, rtol=1e-4, atol=1e-6)
+    assert int(probe.optimizer.state[probe.linear.weight]["step"]) == 3 * updates
+    queries, query_labels = batches[0][0], torch.tensor(batches[0][1])
+    predicted = reference(torch.tensor((queries - mean) / np.sqrt(var + eps), dtype=torch.float32)).argmax(1)
+    assert probe.accuracy(torch.tensor(queries, dtype=torch.float32), query_labels) == pytest.approx(
+        (predicted == query_labels).float().mean().item())
+
+
+def test_a_non_finite_step_changes_neither_the_statistics_nor_the_weights():
+    probe, labels = OnlineProbe(2, 3, 0.1, CPU), torch.tensor([0, 1, 2, 1])
+    probe.seen.append((torch.randn(4, 2), labels))
+    probe.step()
+    before = {k: v.clone() for k, v in probe.standardize.state_dict().items()}
+    weight = probe.linear.weight.clone()
+    probe.seen.append((torch.tensor([[1.0, float("nan")]] * 4), labels))
+    probe.step()
+    probe.seen.append((torch.randn(4, 2), labels))
+    probe.step(update=False)  # the model's step was not finite
+    for key, value in probe.standardize.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert torch.equal(probe.linear.weight, weight)
+
+
+def test_a_classifier_saved_before_standardization_is_not_loaded():
+    old, new = OnlineProbe(2, 3, 0.1, CPU), OnlineProbe(2, 3, 0.1, CPU)
+    old.seen.append((torch.randn(4, 2), torch.tensor([0, 1, 2, 1])))
+    old.step()
+    state = old.state_dict()
+    assert new.load_state_dict(state) and torch.equal(new.linear.weight, old.linear.weight)
+    fresh = OnlineProbe(2, 3, 0.1, CPU)
+    assert not fresh.load_state_dict({"linear": state["linear"], "optimizer": state["optimizer"]})
+    assert not fresh.linear.weight.any()
+
+
+def test_medical_cpc_reads_the_patch_embedding_its_forward_computed_without_another_pass():
+    """CPC reads only the patch sequence; the classifier takes the patch embedding (the grid's mean) from
+    the very same call: one forward (one BatchNorm batch counted), rows equal to that call's embedding."""
+    cfg = config_lib.load_config("medical", "cpc", overrides=[*tiny("medical"), "train.batch_size=4"])
+    cfg["data"]["name"] = resolve_dataset(cfg)
+    training = build_training(cfg, CPU)
+    encoder, objective = training.model["encoders"]["x"], training.model["objective"]
+    batch = next(iter(torch.utils.data.DataLoader(training.datasets["train"], batch_size=4)))
+    norm = next(m for m in encoder.modules() if isinstance(m, nn.BatchNorm2d))
+    counted = int(norm.num_batches_tracked)
+    probe = training.online
+    probe.attach(encoder)
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        with probe.watch(encoder, batch, step=1):
+            objective(training.model["encoders"], batch)["loss"].backward()
+    probe.detach()
+    assert int(norm.num_batches_tracked) == counted + 1
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(5)  # the same patch jitter as the objective's call
+        out = encoder(batch["x"])
+        expected = out["sequence"].mean(1)  # rows of patches averaged, then the rows: the grid's mean
+    (rows, labels), = probe.seen
+    torch.testing.assert_close(rows, expected, rtol=1e-5, atol=1e-6)
+    assert torch.equal(labels, batch["label"])
+
+
+def test_the_extra_forward_path_trains_the_classifier_every_extra_every_steps(tmp_path):
+    _, tags = run(tmp_path / "run", "sequence", "ts2vec", True, steps=4, extra=["train.online_eval_extra_every=2"])
+    assert [s for s, _ in tags["train/online_probe_loss"]] == [2, 4]
+    assert [s for s, _ in tags["train/loss"]] == [1, 2, 3, 4]

@@ -101,7 +101,7 @@ def accumulate_gradients(model, batches, views, cfg: dict, step: int, device, sp
         batch = to_channels_last(batch) if speed.channels_last else batch
         waited += time.perf_counter() - fetched
         batch = add_views(batch, views, cfg["seed"], (step - 1) * accumulate + micro + 1, device, rank())
-        with online.watch(encoder, batch, amp) if online is not None else contextlib.nullcontext():
+        with online.watch(encoder, batch, amp, step) if online is not None else contextlib.nullcontext():
             outs.append(grad_cache.backward(model["objective"], model["encoders"], batch, tc["grad_cache_chunk"],
                                             lambda loss: scaler.scale(loss / accumulate), amp))
     return outs, batch, waited

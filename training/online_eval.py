@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 
 import torch
 import torch.nn.functional as F
@@ -134,18 +135,26 @@ class OnlineProbe:
         lr: AdamW learning rate (``train.online_eval_lr``).
         updates: AdamW steps on each step's rows (``train.online_eval_updates``).
         momentum: of the running mean and variance (``train.online_eval_momentum``; ``Standardizer``).
+        extra_every: where the objective's forward gives no embedding of the batch (``watch``), x is
+            embedded once more only on steps that are multiples of this (``train.online_eval_extra_every``);
+            the classifier skips the others.
+
+    ``seconds``: wall-clock seconds spent in the online classifier's own work since it was made (matching
+    and reading the embedding, the extra forward, its steps), for benchmarks/online_eval_cost.py.
     """
 
-    def __init__(self, dim: int, n_classes: int, lr: float, device, updates: int = 1, momentum: float = 0.1):
-        if updates < 1:
-            raise ValueError(f"the online classifier needs at least one update per step, got {updates}")
+    def __init__(self, dim: int, n_classes: int, lr: float, device, updates: int = 1, momentum: float = 0.1,
+                 extra_every: int = 1):
+        if updates < 1 or extra_every < 1:
+            raise ValueError(f"the online classifier needs updates >= 1 and extra_every >= 1, got {updates} "
+                             f"and {extra_every}")
         self.linear = nn.utils.skip_init(nn.Linear, dim, n_classes, device=device)  # no RNG draw
         with torch.no_grad():
             self.linear.weight.zero_()
             self.linear.bias.zero_()
         self.optimizer = torch.optim.AdamW(self.linear.parameters(), lr=lr, weight_decay=0.0, fused=True)
         self.standardize = Standardizer(dim, momentum, device)
-        self.updates = updates
+        self.updates, self.extra_every, self.seconds = updates, extra_every, 0.0
         self.seen: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._calls: list | None = None
         self._handle = None
@@ -165,21 +174,27 @@ class OnlineProbe:
             self._calls.append((args[0] if args else kwargs.get("x"), output))
 
     @contextlib.contextmanager
-    def watch(self, encoder: nn.Module, batch: dict, context=contextlib.nullcontext):
-        """Around one micro-batch's forward and backward: keep the embedding of the first hooked call
-        that matches the batch (``rows_and_labels``), else embed ``batch["x"]`` once more (eval mode, no
-        gradient, under ``context()``, global RNG restored)."""
+    def watch(self, encoder: nn.Module, batch: dict, context=contextlib.nullcontext, step: int = 0):
+        """Around one micro-batch's forward and backward of training step ``step``: keep the embedding of
+        the first hooked call that matches the batch (``rows_and_labels``), else, when ``step`` is a
+        multiple of ``extra_every``, embed ``batch["x"]`` once more (eval mode, no gradient, under
+        ``context()``, global RNG restored), and on other steps keep nothing."""
         self._calls = []
         try:
             yield
+            began = time.perf_counter()
             found = next((r for r in (rows_and_labels(i, o, batch) for i, o in self._calls) if r is not None), None)
         finally:
             self._calls = None
         if found is None:
             say_once("online evaluation: the objective's encoder never sees the batch's x or its views whole, so "
-                     "the online classifier gets one extra forward of x a step (eval mode, no gradient)")
-            found = self.embed_again(encoder, batch, context)
-        self.seen.append((found[0].detach().float(), found[1]))
+                     "the online classifier embeds x once more (eval mode, no gradient) and trains every "
+                     f"{self.extra_every} steps (train.online_eval_extra_every)")
+            if step % self.extra_every == 0:
+                found = self.embed_again(encoder, batch, context)
+        if found is not None:
+            self.seen.append((found[0].detach().float(), found[1]))
+        self.seconds += time.perf_counter() - began
 
     @staticmethod
     @torch.no_grad()
@@ -203,13 +218,18 @@ class OnlineProbe:
 
         Returns:
             {"online_probe_loss", "online_probe_acc"}: 0-dim tensors, means over ranks, of the classifier
-            before this step's updates (the rows are new to it: a held-out score of each train batch).
-
-        Raises:
-            RuntimeError: no ``watch`` since the last step.
+            before this step's updates (the rows are new to it: a held-out score of each train batch);
+            {} on a step ``watch`` kept nothing for (``extra_every``).
         """
+        began = time.perf_counter()
+        try:
+            return self._step(update)
+        finally:
+            self.seconds += time.perf_counter() - began
+
+    def _step(self, update: bool) -> dict:
         if not self.seen:
-            raise RuntimeError("OnlineProbe.step without a watched forward since the last step")
+            return {}
         embedding = torch.cat([e for e, _ in self.seen])
         labels = torch.cat([y for _, y in self.seen]).to(embedding.device)
         self.seen.clear()
@@ -262,4 +282,4 @@ def build_online_probe(cfg: dict, encoder: nn.Module, train_set, device) -> Onli
         return None
     tc = cfg["train"]
     return OnlineProbe(encoder.dims["embedding"], len(train_set.classes), tc["online_eval_lr"], device,
-                       tc["online_eval_updates"], tc["online_eval_momentum"])
+                       tc["online_eval_updates"], tc["online_eval_momentum"], tc["online_eval_extra_every"])
