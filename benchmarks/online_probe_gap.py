@@ -29,14 +29,14 @@ sys.path.insert(0, str(ROOT))
 # (name, OnlineProbe keyword arguments); lr is AdamW's. "raw" is the classifier before standardization.
 VARIANTS = {
     "raw lr1e-2": {"lr": 1e-2, "standardize": False},
-    "raw lr3e-2": {"lr": 3e-2, "standardize": False},
-    "std lr1e-2": {"lr": 1e-2},
-    "std lr3e-2": {"lr": 3e-2},
-    "std lr1e-1": {"lr": 1e-1},
-    "std lr1e-2 x4": {"lr": 1e-2, "updates": 4},
     "std lr3e-2 x4": {"lr": 3e-2, "updates": 4},
-    "std lr1e-2 m0.02": {"lr": 1e-2, "momentum": 0.02},
-    "std lr3e-2 m0.02": {"lr": 3e-2, "momentum": 0.02},
+    "std lr1e-2 x8": {"lr": 1e-2, "updates": 8},
+    "std lr3e-2 x4 sched": {"lr": 3e-2, "updates": 4, "schedule": True},
+    "std lr1e-1 x4 sched": {"lr": 1e-1, "updates": 4, "schedule": True},
+    "std lr1e-2 replay8 x4": {"lr": 1e-2, "updates": 4, "replay": 8},
+    "std lr3e-2 replay8 x4": {"lr": 3e-2, "updates": 4, "replay": 8},
+    "std lr3e-2 replay8 x1": {"lr": 3e-2, "replay": 8},
+    "std lr3e-2 replay16 x4": {"lr": 3e-2, "updates": 4, "replay": 16},
 }
 
 
@@ -56,9 +56,10 @@ class Unstandardized:
 class Side:
     """The loop's online classifier plus others fed the same rows: duck-types ``OnlineProbe`` for the loop."""
 
-    def __init__(self, probes: dict):
-        self.probes = probes
+    def __init__(self, probes: dict, lr_factor):
+        self.probes, self.lr_factor = probes, lr_factor
         self.main = next(iter(probes.values()))
+        self.train_acc = {n: [] for n in probes}
 
     def attach(self, encoder):
         self.main.attach(encoder)
@@ -71,22 +72,30 @@ class Side:
 
     def step(self, update: bool = True) -> dict:
         seen = list(self.main.seen)
-        for probe in list(self.probes.values())[1:]:
-            probe.seen.extend(seen)
-            probe.step(update)
-        return self.main.step(update)
+        for name, probe in list(self.probes.items())[::-1]:  # the loop's own last: it clears seen
+            if probe is not self.main:
+                probe.seen.extend(seen)
+            if getattr(probe, "schedule", False):
+                for group in probe.optimizer.param_groups:
+                    group["lr"] = probe.base_lr * self.lr_factor()
+            out = probe.step(update)
+            if out:
+                self.train_acc[name].append(float(out["online_probe_acc"]))
+        return out
 
     def state_dict(self):
         return self.main.state_dict()
 
 
 def make_probe(dim: int, n_classes: int, device, lr: float, standardize: bool = True, updates: int = 1,
-               momentum: float = 0.1):
+               momentum: float = 0.1, replay: int = 1, schedule: bool = False):
+    """An OnlineProbe of these settings; ``schedule``: its lr scaled by the model's (warmup-cosine) lr / peak."""
     from training.online_eval import OnlineProbe
 
-    probe = OnlineProbe(dim, n_classes, lr, device, updates, momentum)
+    probe = OnlineProbe(dim, n_classes, lr, device, updates, momentum, replay=replay)
     if not standardize:
         probe.standardize = Unstandardized()
+    probe.schedule, probe.base_lr = schedule, lr
     return probe
 
 
@@ -110,7 +119,8 @@ def measure(pair: str, overrides: list[str], names: list[str]) -> dict:
     t = build_training(cfg, device)
     encoder = t.model["encoders"]["x"]
     dim, n_classes = encoder.dims["embedding"], len(t.datasets["train"].classes)
-    side = Side({"config": t.online, **{n: make_probe(dim, n_classes, device, **VARIANTS[n]) for n in names}})
+    side = Side({"config": t.online, **{n: make_probe(dim, n_classes, device, **VARIANTS[n]) for n in names}},
+                lambda: t.scheduler.get_last_lr()[0] / cfg["optim"]["lr"])
     watch = OnlineValidation(cfg, t.datasets, device)
     curves = {n: [] for n in side.probes}
 
@@ -135,7 +145,7 @@ def measure(pair: str, overrides: list[str], names: list[str]) -> dict:
     probe = fit_linear_probe(tr["embedding"], tr["label"], n_classes, ev["probe_epochs"], ev["probe_lr"],
                              ev["probe_weight_decay"], cfg["seed"])
     final = (probe.predict(va["embedding"]) == va["label"]).float().mean().item()
-    return {"curves": curves, "final": final, "steps": cfg["train"]["steps"], "val_items": len(watch.queries),
+    return {"curves": curves, "final": final, "train_acc": side.train_acc, "steps": cfg["train"]["steps"], "val_items": len(watch.queries),
             "train_s": trained}
 
 
@@ -155,10 +165,12 @@ def main(argv=None) -> int:
         row = measure(pair, args.set, args.variants)
         print(f"\n{pair}: {row['steps']} steps ({row['train_s']:.0f} s), final linear probe on {row['val_items']} "
               f"val items {row['final']:.3f}")
-        print("| classifier | val acc at each validation | gap at the end |")
-        print("|---|---|---|")
+        print("| classifier | val acc at each validation | gap at the end | train batches' acc, last 20 steps |")
+        print("|---|---|---|---|")
         for name, curve in row["curves"].items():
-            print(f"| {name} | {' '.join(f'{a:.3f}' for a in curve)} | {row['final'] - curve[-1]:+.3f} |", flush=True)
+            last = row["train_acc"][name][-20:]
+            print(f"| {name} | {' '.join(f'{a:.3f}' for a in curve)} | {row['final'] - curve[-1]:+.3f} "
+                  f"| {sum(last) / len(last):.3f} |", flush=True)
     return 0
 
 

@@ -144,7 +144,7 @@ class OnlineProbe:
     """
 
     def __init__(self, dim: int, n_classes: int, lr: float, device, updates: int = 1, momentum: float = 0.1,
-                 extra_every: int = 1):
+                 extra_every: int = 1, replay: int = 1):
         if updates < 1 or extra_every < 1:
             raise ValueError(f"the online classifier needs updates >= 1 and extra_every >= 1, got {updates} "
                              f"and {extra_every}")
@@ -154,7 +154,8 @@ class OnlineProbe:
             self.linear.bias.zero_()
         self.optimizer = torch.optim.AdamW(self.linear.parameters(), lr=lr, weight_decay=0.0, fused=True)
         self.standardize = Standardizer(dim, momentum, device)
-        self.updates, self.extra_every, self.seconds = updates, extra_every, 0.0
+        self.updates, self.extra_every, self.replay, self.seconds = updates, extra_every, replay, 0.0
+        self.recent: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.seen: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._calls: list | None = None
         self._handle = None
@@ -234,18 +235,24 @@ class OnlineProbe:
         labels = torch.cat([y for _, y in self.seen]).to(embedding.device)
         self.seen.clear()
         update = update and self.standardize.update(embedding)  # False on every rank alike
-        rows, first = self.standardize(embedding), None
+        kept = self.recent[-(self.replay - 1):] if self.replay > 1 else []
+        rows = self.standardize(torch.cat([e for e, _ in kept] + [embedding]))
+        targets = torch.cat([y for _, y in kept] + [labels])
+        first = None
         for _ in range(self.updates):
             logits = self.linear(rows)
-            loss = F.cross_entropy(logits, labels)
+            loss = F.cross_entropy(logits, targets)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            new = logits[-len(labels):].detach()  # this step's rows: the first update's scores them before any
             scalars = average_step(list(self.linear.parameters()),
-                                   {"loss": loss.detach(), "acc": (logits.argmax(1) == labels).float().mean()})
+                                   {"loss": F.cross_entropy(new, labels), "acc": (new.argmax(1) == labels).float().mean()})
             first = scalars if first is None else first
             if not (update and math.isfinite(float(scalars["loss"]))):
                 break
             self.optimizer.step()
+        if update:
+            self.recent = [*kept, (embedding, labels)]
         return {"online_probe_loss": first["loss"], "online_probe_acc": first["acc"]}
 
     @torch.no_grad()
