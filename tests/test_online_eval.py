@@ -192,18 +192,20 @@ def test_unlabelled_data_skips_the_label_parts_with_one_line(tmp_path, capsys):
     assert not {"train/online_probe_acc", "val/online_probe_acc", "val/knn_acc"} & set(tags)
 
 
-def test_standardization_and_updates_equal_a_numpy_ema_and_an_independent_adamw():
+@pytest.mark.parametrize("replay", [1, 2])
+def test_standardization_and_updates_equal_a_numpy_ema_and_an_independent_adamw(replay):
     """Three steps of rows of known scales: the running mean and variance follow a NumPy EMA (the first
-    step sets them), the classifier reads rows standardized by them, takes ``updates`` AdamW steps per
-    step exactly as a separate nn.Linear with torch's AdamW on the NumPy-standardized rows, and reports
-    the loss before its updates (log K at the start, its weights being zero)."""
+    step sets them), the classifier reads rows standardized by them (this step's and, with ``replay``,
+    the previous step's raw rows, standardized anew), takes ``updates`` AdamW steps per step exactly as a
+    separate nn.Linear with torch's AdamW on the NumPy-standardized rows, and reports the loss of this
+    step's rows before its updates (log K at the start, its weights being zero)."""
     rng = np.random.default_rng(0)
     d, k, momentum, lr, updates, eps = 3, 4, 0.25, 0.05, 3, 1e-5
     # Class counts 1, 1, 3, 3 of 8: no gradient of the first (zero-weight) step is zero up to rounding,
     # where AdamW's first step, lr * g / (|g| + eps), would take the sign of the rounding.
     batches = [(rng.normal(size=(8, d)) * [1.0, 10.0, 100.0] + [5.0, -3.0, 50.0],
                 rng.permutation([0, 1, 2, 2, 2, 3, 3, 3])) for _ in range(3)]
-    probe = OnlineProbe(d, k, lr, CPU, updates=updates, momentum=momentum)
+    probe = OnlineProbe(d, k, lr, CPU, updates=updates, momentum=momentum, replay=replay)
     reference = nn.Linear(d, k)
     with torch.no_grad():
         reference.weight.zero_()
@@ -213,16 +215,15 @@ def test_standardization_and_updates_equal_a_numpy_ema_and_an_independent_adamw(
     for i, (x, y) in enumerate(batches):
         m, v = x.mean(0), x.var(0)  # population variance (ddof 0), as BatchNorm's normalization
         mean, var = (m, v) if i == 0 else ((1 - momentum) * mean + momentum * m, (1 - momentum) * var + momentum * v)
-        rows = torch.tensor((x - mean) / np.sqrt(var + eps), dtype=torch.float32)
-        labels = torch.tensor(y)
-        probe.seen.append((torch.tensor(x, dtype=torch.float32), labels))
+        used = batches[max(0, i - replay + 1):i + 1]  # the steps replayed, oldest first, this one last
+        rows = torch.tensor((np.concatenate([b[0] for b in used]) - mean) / np.sqrt(var + eps), dtype=torch.float32)
+        targets = torch.tensor(np.concatenate([b[1] for b in used]))
+        probe.seen.append((torch.tensor(x, dtype=torch.float32), torch.tensor(y)))
         out = probe.step()
-        expected_loss = None
+        expected_loss = torch.nn.functional.cross_entropy(reference(rows[-8:]), targets[-8:]).item()
         for _ in range(updates):
-            loss = torch.nn.functional.cross_entropy(reference(rows), labels)
-            expected_loss = loss.item() if expected_loss is None else expected_loss
             adamw.zero_grad()
-            loss.backward()
+            torch.nn.functional.cross_entropy(reference(rows), targets).backward()
             adamw.step()
         if i == 0:
             assert expected_loss == pytest.approx(np.log(k), rel=1e-6)
@@ -236,6 +237,11 @@ def test_standardization_and_updates_equal_a_numpy_ema_and_an_independent_adamw(
     predicted = reference(torch.tensor((queries - mean) / np.sqrt(var + eps), dtype=torch.float32)).argmax(1)
     assert probe.accuracy(torch.tensor(queries, dtype=torch.float32), query_labels) == pytest.approx(
         (predicted == query_labels).float().mean().item())
+    copy = OnlineProbe(d, k, lr, CPU, updates=updates, momentum=momentum, replay=replay)
+    assert copy.load_state_dict(probe.state_dict())  # the replayed rows resume too
+    for a, b in zip(copy.recent, probe.recent, strict=True):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert len(probe.recent) == (replay if replay > 1 else 0)
 
 
 def test_a_non_finite_step_changes_neither_the_statistics_nor_the_weights():

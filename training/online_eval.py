@@ -251,7 +251,7 @@ class OnlineProbe:
             if not (update and math.isfinite(float(scalars["loss"]))):
                 break
             self.optimizer.step()
-        if update:
+        if update and self.replay > 1:
             self.recent = [*kept, (embedding, labels)]
         return {"online_probe_loss": first["loss"], "online_probe_acc": first["acc"]}
 
@@ -263,8 +263,12 @@ class OnlineProbe:
         return (logits.argmax(1).cpu() == labels.cpu()).float().mean().item()
 
     def state_dict(self) -> dict:
+        """Weights, AdamW state, running statistics and the rows of the steps kept for replay."""
+        recent = {"rows": torch.cat([e for e, _ in self.recent]) if self.recent else torch.zeros(0),
+                  "labels": torch.cat([y for _, y in self.recent]) if self.recent else torch.zeros(0, dtype=torch.long),
+                  "sizes": torch.tensor([len(y) for _, y in self.recent], dtype=torch.long)}
         return {"linear": self.linear.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "standardize": self.standardize.state_dict()}
+                "standardize": self.standardize.state_dict(), "recent": recent}
 
     def load_state_dict(self, state: dict) -> bool:
         """Load ``state``; False, leaving this classifier fresh, when it was saved before the classifier
@@ -274,6 +278,9 @@ class OnlineProbe:
         self.linear.load_state_dict(state["linear"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.standardize.load_state_dict(state["standardize"])
+        recent, device = state["recent"], self.linear.weight.device
+        sizes = recent["sizes"].tolist()
+        self.recent = list(zip(recent["rows"].to(device).split(sizes), recent["labels"].to(device).split(sizes)))
         return True
 
 
