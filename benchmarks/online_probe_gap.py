@@ -30,14 +30,13 @@ sys.path.insert(0, str(ROOT))
 VARIANTS = {
     "raw lr1e-2": {"lr": 1e-2, "standardize": False},
     "std lr3e-2 x4": {"lr": 3e-2, "updates": 4},
-    "std lr1e-2 x8": {"lr": 1e-2, "updates": 8},
-    "std lr3e-2 x4 sched": {"lr": 3e-2, "updates": 4, "schedule": True},
-    "std lr1e-1 x4 sched": {"lr": 1e-1, "updates": 4, "schedule": True},
-    "std lr1e-2 replay8 x4": {"lr": 1e-2, "updates": 4, "replay": 8},
     "std lr3e-2 replay8 x4": {"lr": 3e-2, "updates": 4, "replay": 8},
-    "std lr3e-2 replay8 x1": {"lr": 3e-2, "replay": 8},
-    "std lr3e-2 replay16 x4": {"lr": 3e-2, "updates": 4, "replay": 16},
+    "std lr1e-2 replay16 x4": {"lr": 1e-2, "updates": 4, "replay": 16},
+    "std lr3e-2 replay16 x4 sched": {"lr": 3e-2, "updates": 4, "replay": 16, "schedule": True},
+    "std lr3e-2 replay32 x4": {"lr": 3e-2, "updates": 4, "replay": 32},
 }
+# Earlier rounds (benchmarks/RESULTS.md) also tried: raw lr3e-2; std lr1e-2, 3e-2, 1e-1; std lr1e-2 x4;
+# std lr1e-2 x8; momentum 0.02; std lr3e-2 x4 and lr1e-1 x4 with the schedule; replay8 lr1e-2 x4, lr3e-2 x1.
 
 
 class Unstandardized:
@@ -87,12 +86,12 @@ class Side:
         return self.main.state_dict()
 
 
-def make_probe(dim: int, n_classes: int, device, lr: float, standardize: bool = True, updates: int = 1,
-               momentum: float = 0.1, replay: int = 1, schedule: bool = False):
+def make_probe(dim: int, n_classes: int, device, extra_every: int, lr: float, standardize: bool = True,
+               updates: int = 1, momentum: float = 0.1, replay: int = 1, schedule: bool = False):
     """An OnlineProbe of these settings; ``schedule``: its lr scaled by the model's (warmup-cosine) lr / peak."""
     from training.online_eval import OnlineProbe
 
-    probe = OnlineProbe(dim, n_classes, lr, device, updates, momentum, replay=replay)
+    probe = OnlineProbe(dim, n_classes, lr, device, updates, momentum, extra_every, replay)
     if not standardize:
         probe.standardize = Unstandardized()
     probe.schedule, probe.base_lr = schedule, lr
@@ -119,7 +118,8 @@ def measure(pair: str, overrides: list[str], names: list[str]) -> dict:
     t = build_training(cfg, device)
     encoder = t.model["encoders"]["x"]
     dim, n_classes = encoder.dims["embedding"], len(t.datasets["train"].classes)
-    side = Side({"config": t.online, **{n: make_probe(dim, n_classes, device, **VARIANTS[n]) for n in names}},
+    side = Side({"config": t.online, **{n: make_probe(dim, n_classes, device, cfg["train"]["online_eval_extra_every"],
+                                                            **VARIANTS[n]) for n in names}},
                 lambda: t.scheduler.get_last_lr()[0] / cfg["optim"]["lr"])
     watch = OnlineValidation(cfg, t.datasets, device)
     curves = {n: [] for n in side.probes}

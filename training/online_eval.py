@@ -296,4 +296,5 @@ def build_online_probe(cfg: dict, encoder: nn.Module, train_set, device) -> Onli
         return None
     tc = cfg["train"]
     return OnlineProbe(encoder.dims["embedding"], len(train_set.classes), tc["online_eval_lr"], device,
-                       tc["online_eval_updates"], tc["online_eval_momentum"], tc["online_eval_extra_every"])
+                       tc["online_eval_updates"], tc["online_eval_momentum"], tc["online_eval_extra_every"],
+                       tc["online_eval_replay"])
