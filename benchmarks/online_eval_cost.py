@@ -12,8 +12,8 @@
   (``OnlineProbe.seconds``: matching and reading the embedding, the extra forward where there is one,
   its updates), as a share of the rest of the call (the step without it): measured within one call,
   so load from other jobs falls on both parts of the ratio alike; median over rounds.
-- the classifier's own work alone: a fresh ``OnlineProbe`` stepped 200 times on rows of the loop's shape
-  (batch x views, D), timed without the loop around it: the part of the per-step cost that the
+- the classifier's own work alone: a fresh ``OnlineProbe`` (the config's updates and replay) stepped 200
+  times on rows of the loop's shape (batch x views, D), timed without the loop around it: the part of the per-step cost that the
   noise of the end-to-end ratio on a shared machine hides (milliseconds per step, and as a share
   of a step without the classifier).
 - per validation: the online part of one validation (``OnlineValidation``: embedding the kNN bank
@@ -64,7 +64,7 @@ def probe_seconds(runner, calls: int = 200) -> float:
     rows *= runner.views.n_views if runner.views is not None else 1
     tc = runner.cfg["train"]
     probe = OnlineProbe(dim, len(train_set.classes), tc["online_eval_lr"], runner.device, tc["online_eval_updates"],
-                        tc["online_eval_momentum"])
+                        tc["online_eval_momentum"], tc["online_eval_extra_every"], tc["online_eval_replay"])
     embedding = torch.randn(rows, dim, device=runner.device)
     labels = torch.randint(0, len(train_set.classes), (rows,), device=runner.device)
     began = time.perf_counter()

@@ -5,7 +5,8 @@ frozen (eval mode, no gradient, the global RNG restored), two fixed subsets chos
 ``seed``: up to ``train.online_eval_items`` train items (the kNN bank) and as many val items
 (the queries), and logs
 
-- ``val/online_probe_acc``: the online classifier (``training.online_eval``) on the val items;
+- ``val/online_probe_acc``: the online classifier (``training.online_eval``) in its current state on the
+  val items, standardized by its running statistics;
 - ``val/knn_acc``: weighted kNN (``metrics.knn_accuracy``, ``eval.knn_k``, ``eval.knn_temperature``)
   of the val items against the bank;
 - ``val/effective_rank`` (``metrics.effective_rank``) and ``val/output_std`` (the mean over

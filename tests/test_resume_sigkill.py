@@ -5,7 +5,8 @@ goes straight to the end; run B is SIGKILLed once its checkpoint passes step
 KILL_AFTER, then resumed; run C gets SIGTERM, finishes its step, checkpoints
 and exits 143, then is resumed. Final parameters, optimizer state and the
 TensorBoard loss curve must equal A's exactly, and so must the online classifier
-(train.online_eval, on by default): its weights, its AdamW moments and its logged curves.
+(train.online_eval, on by default): its weights, its AdamW moments, its running standardization,
+the rows it keeps for replay and its logged curves.
 """
 from __future__ import annotations
 
@@ -72,6 +73,11 @@ def assert_same_final_state(a_dir, b_dir) -> None:
     for pid, state in probe_a["optimizer"]["state"].items():
         for key in ("exp_avg", "exp_avg_sq", "step"):
             torch.testing.assert_close(state[key], probe_b["optimizer"]["state"][pid][key], rtol=0, atol=0)
+    for part in ("standardize", "recent"):  # running statistics and the rows kept for replay
+        assert probe_a[part].keys() == probe_b[part].keys()
+        for key, value in probe_a[part].items():
+            torch.testing.assert_close(value, probe_b[part][key], rtol=0, atol=0, msg=f"{part}.{key}")
+    assert len(probe_a["recent"]["sizes"]) > 1  # replay is on by default: rows of several steps are kept
     for tag in ("train/online_probe_loss", "train/online_probe_acc"):
         assert len(losses(a_dir, tag)) == STEPS and losses(a_dir, tag) == losses(b_dir, tag), tag
 

@@ -6,20 +6,31 @@ decay), zero-initialized (no draw from the global RNG, so a run with it trains t
 exactly as a run without it). It sees ``embedding.detach()`` only: labels never reach the
 encoder, its gradient never enters the model's clipping or optimizer.
 
+What it learns from, so that it ends near the final linear probe (which standardizes frozen
+train embeddings and fits to convergence; benchmarks/RESULTS.md, "Online evaluation"): the
+embeddings standardized per dimension by a running mean and variance (``Standardizer``,
+``train.online_eval_momentum``), the same at validation; ``train.online_eval_updates`` AdamW steps
+a train step, each over the rows of the last ``train.online_eval_replay`` steps (this one's and
+those kept, re-standardized by the current statistics: older rows come from a slightly younger
+encoder). ``train/online_probe_loss`` and ``_acc`` score this step's rows before any update.
+
 Which embedding: the one the objective's own forward already computed, caught by a forward
 hook on the x encoder, when that call's input is the batch's ``x`` itself (cpc, ce, triplet,
 the paired objectives), one view (moco's first), every view flattened in (B, V) order as
 ``objectives.parts.encode_views`` passes them (supcon, simclr, dcl, contrastive, byol, simsiam,
-vicreg, barlow_twins, dino) or copies of ``x`` stacked (simcse's two dropout passes): then the
-probe costs one (N, D) x (D, K) matmul and its AdamW step. Otherwise (ts2vec's crops, the
-gradient cache's chunks, an output computed only on demand and not demanded, as the medical
-patch embedding under cpc) one extra forward of ``x`` without gradient in eval mode (no dropout,
-BatchNorm statistics untouched, the global RNG restored); one line says so.
+vicreg, barlow_twins, dino) or copies of ``x`` stacked (simcse's two dropout passes); an output
+made on demand counts when it costs no new pass of the network (``LazyOutputs.ready``: the
+medical patch embedding, the mean of the patch grid CPC computed). Then the probe costs a few
+(N, D) x (D, K) matmuls and AdamW steps. Otherwise (ts2vec's crops, the gradient cache's chunks)
+one extra forward of ``x`` without gradient in eval mode (no dropout, BatchNorm statistics
+untouched, the global RNG restored), only every ``train.online_eval_extra_every`` steps, the
+classifier training on those steps alone; one line says so.
 
 Under torchrun every rank trains the probe on its own block and the probe's gradients are
-averaged over ranks in their own ``all_reduce`` (the model's reduction is untouched), so
-every rank holds the same probe, the one one process with the global batch would train.
-Its state (weights and AdamW moments) is saved in ``checkpoints/last.pt`` under ``online_probe``.
+averaged over ranks in their own ``all_reduce`` (the model's reduction is untouched), and the
+standardization's sums are all-reduced, so every rank holds the same probe, the one one process
+with the global batch would train. Its state (weights, AdamW moments, running statistics, the
+rows kept for replay) is saved in ``checkpoints/last.pt`` under ``online_probe``.
 """
 from __future__ import annotations
 

@@ -21,7 +21,9 @@ Output: {"embedding": (B, D_emb), "sequence": (B, T, D_emb)}:
 
 Both are computed on first access (``LazyOutputs``), so objectives that read
 only ``embedding`` never pay for the patch grid, and CPC never pays for the
-whole-image pass.
+whole-image pass. With ``embedding="patches"`` the embedding is ready without
+another pass once the grid exists (``LazyOutputs.ready``): the online classifier
+of ``train.online_eval`` reads it after CPC's forward.
 
 The classification heads of the MONAI networks are never built or dropped, so
 every parameter of an encoder is used by its outputs. Defaults are small
