@@ -210,7 +210,7 @@ def test_standardization_and_updates_equal_a_numpy_ema_and_an_independent_adamw(
     with torch.no_grad():
         reference.weight.zero_()
         reference.bias.zero_()
-    adamw = torch.optim.AdamW(reference.parameters(), lr=lr, weight_decay=0.0)
+    adamw = torch.optim.AdamW(reference.parameters(), lr=lr, weight_decay=0.0, eps=1e-3)  # ADAM_EPS
     mean = var = None
     for i, (x, y) in enumerate(batches):
         m, v = x.mean(0), x.var(0)  # population variance (ddof 0), as BatchNorm's normalization

@@ -46,6 +46,13 @@ from core.notes import say_once
 from objectives.parts import encode_batch
 from training.distributed import all_reduce_mean, average_step
 
+# AdamW's eps of the online classifier. Its inputs are standardized, so the gradient of a class absent
+# from a batch (and of a bias whose class has its 1/K share of the rows) is zero up to rounding; with
+# torch's 1e-8 the first step, lr * g / (|g| + eps), would move such a weight by nearly lr in the sign of
+# the rounding (so 2 processes and 1 would train different classifiers). At 1e-3 it moves by about
+# lr * |g| / 1e-3: nothing for rounding, while gradients well above 1e-3 keep Adam's scaling.
+ADAM_EPS = 1e-3
+
 
 def has_labels(train_set) -> bool:
     """Whether a split's labels can train the online (softmax) classifier: one class per item and two
@@ -163,7 +170,7 @@ class OnlineProbe:
         with torch.no_grad():
             self.linear.weight.zero_()
             self.linear.bias.zero_()
-        self.optimizer = torch.optim.AdamW(self.linear.parameters(), lr=lr, weight_decay=0.0, fused=True)
+        self.optimizer = torch.optim.AdamW(self.linear.parameters(), lr=lr, weight_decay=0.0, eps=ADAM_EPS, fused=True)
         self.standardize = Standardizer(dim, momentum, device)
         self.updates, self.extra_every, self.replay, self.seconds = updates, extra_every, replay, 0.0
         self.recent: list[tuple[torch.Tensor, torch.Tensor]] = []
