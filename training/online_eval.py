@@ -163,9 +163,9 @@ class OnlineProbe:
 
     def __init__(self, dim: int, n_classes: int, lr: float, device, updates: int = 1, momentum: float = 0.1,
                  extra_every: int = 1, replay: int = 1):
-        if updates < 1 or extra_every < 1:
-            raise ValueError(f"the online classifier needs updates >= 1 and extra_every >= 1, got {updates} "
-                             f"and {extra_every}")
+        if min(updates, extra_every, replay) < 1:
+            raise ValueError(f"the online classifier needs updates, extra_every and replay >= 1, got {updates}, "
+                             f"{extra_every} and {replay}")
         self.linear = nn.utils.skip_init(nn.Linear, dim, n_classes, device=device)  # no RNG draw
         with torch.no_grad():
             self.linear.weight.zero_()
