@@ -11,11 +11,11 @@
 - in the loop: the wall-clock seconds the classifier's own work took inside those same timed calls
   (``OnlineProbe.seconds``: matching and reading the embedding, the extra forward where there is one,
   its updates), as a share of the rest of the call (the step without it): measured within one call,
-  so load from other jobs falls on both parts of the ratio alike; median over rounds.
-- the classifier's own work alone: a fresh ``OnlineProbe`` (the config's updates and replay) stepped 200
-  times on rows of the loop's shape (batch x views, D), timed without the loop around it: the part of the per-step cost that the
-  noise of the end-to-end ratio on a shared machine hides (milliseconds per step, and as a share
-  of a step without the classifier).
+  so load from other jobs falls on both parts of the ratio alike; median over rounds. On CUDA the
+  timer does not synchronize, so there it counts launching the classifier's kernels, not running them.
+- the classifier's own work alone: a fresh ``OnlineProbe`` (the config's updates and replay) stepped
+  200 times on rows of the loop's shape (batch x views, D), timed without the loop around it
+  (milliseconds per step, and as a share of a step without the classifier).
 - per validation: the online part of one validation (``OnlineValidation``: embedding the kNN bank
   and the val items with the frozen encoder, then the classifier, kNN, effective rank and
   output std), timed once per round; reported as seconds (median), as steps of the loop without

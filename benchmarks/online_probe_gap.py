@@ -144,7 +144,8 @@ def measure(pair: str, overrides: list[str], names: list[str]) -> dict:
     probe = fit_linear_probe(tr["embedding"], tr["label"], n_classes, ev["probe_epochs"], ev["probe_lr"],
                              ev["probe_weight_decay"], cfg["seed"])
     final = (probe.predict(va["embedding"]) == va["label"]).float().mean().item()
-    return {"curves": curves, "final": final, "train_acc": side.train_acc, "steps": cfg["train"]["steps"], "val_items": len(watch.queries),
+    return {"curves": curves, "final": final, "train_acc": side.train_acc, "steps": cfg["train"]["steps"],
+            "val_items": len(watch.queries),
             "train_s": trained}
 
 

@@ -263,8 +263,8 @@ class OnlineProbe:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             new = logits[-len(labels):].detach()  # this step's rows: the first update's scores them before any
-            scalars = average_step(list(self.linear.parameters()),
-                                   {"loss": F.cross_entropy(new, labels), "acc": (new.argmax(1) == labels).float().mean()})
+            scores = {"loss": F.cross_entropy(new, labels), "acc": (new.argmax(1) == labels).float().mean()}
+            scalars = average_step(list(self.linear.parameters()), scores)
             first = scalars if first is None else first
             if not (update and math.isfinite(float(scalars["loss"]))):
                 break
