@@ -25,8 +25,12 @@ CARD = "MODEL_CARD.md"
 
 
 def citation(objective: str) -> str:
-    """The first comment line of ``configs/objectives/<objective>.yaml`` (the paper, in words)."""
-    for line in (CONFIG_DIR / "objectives" / f"{objective}.yaml").read_text().splitlines():
+    """The first comment line of ``configs/objectives/<objective>.yaml`` (the paper, in words); an
+    objective registered without a config file (a user's, or a test's) gets a sentence saying so."""
+    path = CONFIG_DIR / "objectives" / f"{objective}.yaml"
+    if not path.is_file():
+        return f"(registered without a configs/objectives/{objective}.yaml, so no paper is named)"
+    for line in path.read_text().splitlines():
         if line.startswith("#"):
             return line.lstrip("#").strip()
     return "(no description in its config file)"
