@@ -25,7 +25,9 @@ Sets (CACHE/<set>/, each finished by a ``.built`` marker; a set with one is skip
   naskh, kufi, looped; regular, bold, italic), size 30-46 px and offset +-4 px drawn per image; report = the
   lower-cased Unicode name and the face ("greek small letter alpha with tonos, serif bold"), every
   (character, font) at most once; a quarter of each block's characters only in test; 256 images per
-  block, in ``manifest.csv`` (path,report,label,split) of the medical manifest layout.
+  block, in ``manifest.csv`` (path,report,label,group,split) of the medical manifest layout; group = the
+  character ("U+03B1"), so the loader carves val from train by whole characters and val, like test,
+  holds characters training never saw.
 
 Missing tools are installed first, announced in one line: apt fluidsynth, fluid-soundfont-gm, fonts-noto-core;
 pip ``-r benchmarks/requirements.txt`` (aeon) into this interpreter, refused for the project's ``.venv``.
@@ -248,10 +250,10 @@ def build_glyphs(out: Path, seed: int = 0) -> None:
             image = render(font, char, rng.integers(-4, 5, size=2))
             path = f"images/{block}_{ord(char):05x}_{file.stem}.png"
             image.save(out / path)
-            rows.append([path, f"{unicodedata.name(char).lower()}, {face(file)}", block,
+            rows.append([path, f"{unicodedata.name(char).lower()}, {face(file)}", block, f"U+{ord(char):04X}",
                          "test" if char in test_chars else "train"])
     with open(out / "manifest.csv", "w", newline="") as f:
-        csv.writer(f).writerows([["path", "report", "label", "split"]] + rows)
+        csv.writer(f).writerows([["path", "report", "label", "group", "split"]] + rows)
 
 
 def build(names=SETS, cache: Path | None = None, force: bool = False) -> dict[str, float]:
