@@ -9,10 +9,11 @@ encoder, its gradient never enters the model's clipping or optimizer.
 What it learns from, so that it ends near the final linear probe (which standardizes frozen
 train embeddings and fits to convergence; benchmarks/RESULTS.md, "Online evaluation"): the
 embeddings standardized per dimension by a running mean and variance (``Standardizer``,
-``train.online_eval_momentum``), the same at validation; ``train.online_eval_updates`` AdamW steps
-a train step, each over the rows of the last ``train.online_eval_replay`` steps (this one's and
-those kept, re-standardized by the current statistics: older rows come from a slightly younger
-encoder). ``train/online_probe_loss`` and ``_acc`` score this step's rows before any update.
+training/online_standardizer.py; ``train.online_eval_momentum``), the same at validation;
+``train.online_eval_updates`` AdamW steps a train step, each over the rows of the last
+``train.online_eval_replay`` steps (this one's and those kept, re-standardized by the current
+statistics: older rows come from a slightly younger encoder). ``train/online_probe_loss`` and
+``_acc`` score this step's rows before any update.
 
 Which embedding: the one the objective's own forward already computed, caught by a forward
 hook on the x encoder, when that call's input is the batch's ``x`` itself (cpc, ce, triplet,
@@ -44,7 +45,8 @@ from torch import nn
 
 from core.notes import say_once
 from objectives.parts import encode_batch
-from training.distributed import all_reduce_mean, average_step
+from training.distributed import average_step
+from training.online_standardizer import Standardizer
 
 # AdamW's eps of the online classifier. Its inputs are standardized, so the gradient of a class absent
 # from a batch (and of a bias whose class has its 1/K share of the rows) is zero up to rounding; with
@@ -94,55 +96,6 @@ def rows_and_labels(inp, output, batch: dict):
 def embedding_of(output: dict) -> torch.Tensor:
     """``output["embedding"]``, detached; an output made on demand is made here without a graph."""
     return output["embedding"].detach()
-
-
-class Standardizer:
-    """Per-dimension running mean and variance of the rows the classifier sees, and rows standardized by them.
-
-    ``update(rows)``: the step's rows (N, D) (every rank's, under torchrun: sums all-reduced) give a batch
-    mean m and variance v (float64); the first step sets mean = m, var = v, later ones move them by
-    ``momentum``: mean <- (1 - momentum) mean + momentum m, and var likewise. ``__call__(rows)``:
-    (rows - mean) / sqrt(var + eps), what the classifier reads in training and at validation alike (the
-    final linear probe standardizes by its train split's statistics the same way).
-    """
-
-    def __init__(self, dim: int, momentum: float, device, eps: float = 1e-5):
-        self.momentum, self.eps = momentum, eps
-        self.mean = torch.zeros(dim, dtype=torch.float64, device=device)
-        self.var = torch.ones(dim, dtype=torch.float64, device=device)
-        self.steps = torch.zeros((), dtype=torch.long, device=device)
-
-    @torch.no_grad()
-    def update(self, rows: torch.Tensor) -> bool:
-        """Move the statistics toward those of ``rows``; False (nothing changed) when the global sums are
-        not finite (the same answer on every rank)."""
-        rows = rows.double()
-        sums = torch.cat([torch.tensor([len(rows)], dtype=torch.float64, device=rows.device), rows.sum(0),
-                          (rows * rows).sum(0)])
-        all_reduce_mean([sums])  # means over ranks of (n, sum, sum of squares): their ratios are global
-        if not bool(torch.isfinite(sums).all()):
-            return False
-        n, d = sums[0], rows.shape[1]
-        mean = sums[1:1 + d] / n
-        var = (sums[1 + d:] / n - mean * mean).clamp_min(0)
-        if int(self.steps) == 0:
-            self.mean.copy_(mean)
-            self.var.copy_(var)
-        else:
-            self.mean.lerp_(mean, self.momentum)
-            self.var.lerp_(var, self.momentum)
-        self.steps += 1
-        return True
-
-    def __call__(self, rows: torch.Tensor) -> torch.Tensor:
-        return ((rows.double() - self.mean) / (self.var + self.eps).sqrt()).float()
-
-    def state_dict(self) -> dict:
-        return {"mean": self.mean.clone(), "var": self.var.clone(), "steps": self.steps.clone()}
-
-    def load_state_dict(self, state: dict) -> None:
-        for key in ("mean", "var", "steps"):
-            getattr(self, key).copy_(state[key])
 
 
 class OnlineProbe:
