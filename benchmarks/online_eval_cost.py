@@ -1,4 +1,5 @@
-"""The cost of ``train.online_eval`` (training/online_eval.py, evaluation/online.py), for train_throughput.py.
+"""The cost of ``train.online_eval`` (training/online_eval.py, evaluation/online.py) and its table, for
+train_throughput.py --online-eval.
 
     python benchmarks/train_throughput.py --online-eval
     python benchmarks/train_throughput.py --online-eval --pairs sequence/cpc --steps 8 --repeats 3
@@ -23,6 +24,7 @@
 """
 from __future__ import annotations
 
+import math
 import statistics
 import time
 
@@ -108,3 +110,34 @@ def measure_online(runner, steps: int, repeats: int) -> dict:
             "in_loops": [a[2] for a in on], "val_s": val_s, "val_steps": val_s / step_off,
             "val_every": val_every, "val_share": val_s / step_off / val_every, "probe_s": probe_s,
             "bank": len(watch.bank) if watch.bank is not None else 0, "queries": len(watch.queries)}
+
+
+def online_table(args, open_runner) -> bool:
+    """Print the markdown table of ``measure_online`` for each of ``args.pairs``: seconds per step with
+    ``train.online_eval`` on and off, and one online validation; True when every ratio is finite.
+
+    Args:
+        args: train_throughput.py's parsed arguments (``pairs``, ``steps``, ``repeats``, ``device``, ``set``).
+        open_runner: train_throughput.open_runner, ``(pair, device, overrides)`` -> a context manager
+            giving its ``Runner``.
+
+    Raises:
+        SystemExit: a pair's config has no online classifier (``measure_online``).
+    """
+    print("| pair | device | batch | s/step off | s/step on | on / off, wall | per round | on / off, CPU time "
+          "| per round | in the loop: online share of a step | per round | classifier's own ms/step (share of a step) "
+          "| online validation s (bank + val items) | in steps | share at val_every |")
+    print("|---" * 15 + "|", flush=True)
+    ok = True
+    for pair in args.pairs:
+        with open_runner(pair, args.device, args.set) as runner:
+            row = measure_online(runner, args.steps, args.repeats)
+        wall, cpu = (" ".join(f"{x:.3f}" for x in row[key]) for key in ("ratios", "cpu_ratios"))
+        ok = ok and math.isfinite(row["ratio"])
+        print(f"| {pair} | {runner.device} | {runner.batch_size} | {row['step_off']:.4f} | {row['step_on']:.4f} "
+              f"| {row['ratio']:.3f} | {wall} | {row['cpu_ratio']:.3f} | {cpu} "
+              f"| {row['in_loop']:.4f} | {' '.join(f'{x:.4f}' for x in row['in_loops'])} "
+              f"| {1000 * row['probe_s']:.2f} ({row['probe_s'] / row['step_off']:.4f}) | {row['val_s']:.2f} "
+              f"({row['bank']} + {row['queries']}) | {row['val_steps']:.1f} "
+              f"| {row['val_share']:.3f} ({row['val_every']}) |", flush=True)
+    return ok

@@ -202,30 +202,6 @@ def overhead_table(args) -> bool:
     return all(math.isfinite(r["ratio"]) for r in rows)
 
 
-def online_table(args) -> bool:
-    """Seconds per step with ``train.online_eval`` on and off, and one online validation
-    (online_eval_cost.py); True when every ratio is finite."""
-    from online_eval_cost import measure_online
-
-    print("| pair | device | batch | s/step off | s/step on | on / off, wall | per round | on / off, CPU time "
-          "| per round | in the loop: online share of a step | per round | classifier's own ms/step (share of a step) "
-          "| online validation s (bank + val items) | in steps | share at val_every |")
-    print("|---" * 15 + "|", flush=True)
-    ok = True
-    for pair in args.pairs:
-        with open_runner(pair, args.device, args.set) as runner:
-            row = measure_online(runner, args.steps, args.repeats)
-        wall, cpu = (" ".join(f"{x:.3f}" for x in row[key]) for key in ("ratios", "cpu_ratios"))
-        ok = ok and math.isfinite(row["ratio"])
-        print(f"| {pair} | {runner.device} | {runner.batch_size} | {row['step_off']:.4f} | {row['step_on']:.4f} "
-              f"| {row['ratio']:.3f} | {wall} | {row['cpu_ratio']:.3f} | {cpu} "
-              f"| {row['in_loop']:.4f} | {' '.join(f'{x:.4f}' for x in row['in_loops'])} "
-              f"| {1000 * row['probe_s']:.2f} ({row['probe_s'] / row['step_off']:.4f}) | {row['val_s']:.2f} "
-              f"({row['bank']} + {row['queries']}) | {row['val_steps']:.1f} "
-              f"| {row['val_share']:.3f} ({row['val_every']}) |", flush=True)
-    return ok
-
-
 def precision_table(args) -> bool:
     """Loop samples/s per train.precision (batch_and_precision.py); True when every rate is positive."""
     from batch_and_precision import precision_rows
@@ -294,7 +270,9 @@ def main(argv=None) -> int:
         args.precisions = args.precisions or ["auto"]
         ok = batch_table(args)
     elif args.online_eval:
-        ok = online_table(args)
+        from online_eval_cost import online_table
+
+        ok = online_table(args, open_runner)
     elif args.precisions:
         ok = precision_table(args)
     else:
