@@ -44,9 +44,30 @@ def run_cli(*args, cwd=ROOT, timeout=300) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
+# run.py's arguments for clap_run: audio CLAP on the built-in clips, small enough for a test.
+TINY_CLAP = ["--modality", "audio", "--objective", "clap", "train.steps=3", "train.batch_size=8",
+             "train.progress=false", "eval.probe_epochs=5", "objective.proj_dim=16",
+             "model.text.text_transformer.width=16", "model.text.text_transformer.layers=1", *TINY["audio"]]
+
+
 @pytest.fixture
 def tiny_audio():
     return list(TINY_AUDIO)
+
+
+@pytest.fixture(scope="session")
+def clap_run(tmp_path_factory) -> Path:
+    """The run directory of ``run.py TINY_CLAP``, trained once per session (3200-sample clips; train 4
+    per class, val 2, test 2) and shared by test_model_card.py and test_inference_commands.py: a test
+    that changes a run directory copies this one first.
+
+    Raises:
+        AssertionError: the run exits non-zero (the end of its stderr in the message).
+    """
+    run_dir = tmp_path_factory.mktemp("clap") / "run"
+    done = run_cli(*TINY_CLAP, "--run-dir", run_dir)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return run_dir
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import TINY, run_cli
+from conftest import run_cli
 
 import modalities  # noqa: F401  (registers datasets and encoders)
 import objectives  # noqa: F401  (registers objectives)
@@ -20,20 +20,6 @@ from inference import load_run
 from modalities.audio.loaders import read_audio
 from training.build import build_model_and_data
 from training.run_dir import load_trained_run_config
-
-CLAP = ["--modality", "audio", "--objective", "clap", "train.steps=3", "train.batch_size=8", "train.progress=false",
-        "eval.probe_epochs=5", "objective.proj_dim=16", "model.text.text_transformer.width=16",
-        "model.text.text_transformer.layers=1", *TINY["audio"]]
-
-
-@pytest.fixture(scope="module")
-def clap_run(tmp_path_factory):
-    """A 3-step audio CLAP run (3200-sample clips; train 4 per class, test 2)."""
-    run_dir = tmp_path_factory.mktemp("clap") / "run"
-    done = run_cli(*CLAP, "--run-dir", run_dir)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return run_dir
-
 
 def checkpoint_model(run_dir):
     """(datasets, model in eval mode) rebuilt from config.yaml with the checkpoint's weights, on the CPU."""

@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
-from conftest import ROOT, TINY, run_cli
+from conftest import ROOT, run_cli
 
 import modalities  # noqa: F401  (registers datasets and encoders)
 import objectives  # noqa: F401  (registers objectives)
@@ -27,18 +27,8 @@ from evaluation.protocols import embed, frozen
 from training.build import build_model_and_data
 from training.run_dir import load_trained_run_config
 
-COMMON = ["train.steps=3", "train.batch_size=8", "train.progress=false", "eval.probe_epochs=5", *TINY["audio"]]
-CLAP = ["--modality", "audio", "--objective", "clap", "objective.proj_dim=16", "model.text.text_transformer.width=16",
-        "model.text.text_transformer.layers=1", *COMMON]
+COMMON = ["train.steps=3", "train.batch_size=8", "train.progress=false", "eval.probe_epochs=5"]
 SPLIT_OF = {**{f"spk{i}": "train" for i in range(4)}, "spk4": "val", **{f"spk{i}": "test" for i in (5, 6, 7)}}
-
-
-@pytest.fixture(scope="module")
-def clap_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("clap") / "run"
-    done = run_cli(*CLAP, "--run-dir", run_dir)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return run_dir
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +50,7 @@ def speaker_run(tmp_path_factory):
         csv.writer(f).writerows([["path", "label", "speaker", "split"], *rows])
     run_dir = root / "run"
     done = run_cli("--modality", "audio", "--objective", "supcon", "--data", root / "manifest.csv", "--run-dir",
-                   run_dir, *COMMON[:-len(TINY["audio"])], "data.audio_manifest.clip_samples=3200",
+                   run_dir, *COMMON, "data.audio_manifest.clip_samples=3200",
                    "model.cpc_wave.width=16", "model.cpc_wave.context_dim=16")
     assert done.returncode == 0, done.stderr[-2000:]
     return run_dir, {r[0]: r[2] for r in rows}
