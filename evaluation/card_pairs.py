@@ -69,7 +69,9 @@ def positives(cfg: dict) -> str:
     o = cfg["objective"]["name"]
     opt = cfg["objective"]
     if o in PAIRED:
-        return f"Each item with its own paired text, {caption_source(cfg)}; no augmentation of x."
+        augmented = (f"x seen in training as one augmented view by {views_text(cfg)}" if opt.get("augment_x")
+                     else "no augmentation of x")
+        return f"Each item with its own paired text, {caption_source(cfg)}; {augmented}."
     if o == "ce":
         return "None: cross-entropy of a linear head against each item's class label (labels used)."
     if o == "triplet":

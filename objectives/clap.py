@@ -28,9 +28,9 @@ class CLAP(PairedObjective):
     ``retrieval_acc`` (signal -> text, this rank's batch).
     """
 
-    def __init__(self, encoders: dict, proj_dim: int = 256, init_logit_scale: float = 1 / 0.07,
+    def __init__(self, encoders: dict, augment_x: bool = False, proj_dim: int = 256, init_logit_scale: float = 1 / 0.07,
                  max_logit_scale: float = 100.0, tiled: bool | None = None):
-        super().__init__()
+        super().__init__(augment_x)
         self.tiled = tiled
         x_dim, text_dim = encoders["x"].dims["embedding"], encoders["text"].dims["embedding"]
         self.x_head = mlp(x_dim, proj_dim, proj_dim)

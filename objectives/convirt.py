@@ -23,9 +23,9 @@ class ConVIRT(PairedObjective):
     (signal -> text, this rank's batch).
     """
 
-    def __init__(self, encoders: dict, proj_dim: int = 512, temperature: float = 0.1,
+    def __init__(self, encoders: dict, augment_x: bool = False, proj_dim: int = 512, temperature: float = 0.1,
                  lam: float = 0.75, tiled: bool | None = None):
-        super().__init__()
+        super().__init__(augment_x)
         self.tiled = tiled
         x_dim, text_dim = encoders["x"].dims["embedding"], encoders["text"].dims["embedding"]
         self.x_head = mlp(x_dim, x_dim, proj_dim)

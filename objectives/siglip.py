@@ -32,9 +32,9 @@ class SigLIP(PairedObjective):
         ValueError: ``projection`` is not "linear" or "mlp".
     """
 
-    def __init__(self, encoders: dict, proj_dim: int = 256, projection: str = "linear",
+    def __init__(self, encoders: dict, augment_x: bool = False, proj_dim: int = 256, projection: str = "linear",
                  init_logit_scale: float = 10.0, init_logit_bias: float = -10.0):
-        super().__init__()
+        super().__init__(augment_x)
         if projection not in PROJECTIONS:
             raise ValueError(f"siglip projection must be one of {sorted(PROJECTIONS)}, got '{projection}'")
         x_dim, text_dim = encoders["x"].dims["embedding"], encoders["text"].dims["embedding"]

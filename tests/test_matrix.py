@@ -41,3 +41,17 @@ def test_pair_gives_finite_loss_and_gradient_on_every_trainable_parameter(modali
         if p.requires_grad:
             ok = p.grad is not None and bool(torch.isfinite(p.grad).all()) and float(p.grad.abs().sum()) > 0
             assert ok, f"{name}: no finite nonzero gradient"
+
+
+def test_augment_x_builds_one_view_of_the_modality_for_a_paired_objective():
+    plain = config_lib.load_config("medical", "clap", overrides=TINY["medical"])
+    assert build_views(plain) is None
+    cfg = config_lib.load_config("medical", "clap", overrides=[*TINY["medical"], "objective.augment_x=true"])
+    views = build_views(cfg)
+    assert type(views).__name__ == "MedicalViews" and views.n_views == 1
+    assert build_views(config_lib.load_config("medical", "simclr", overrides=TINY["medical"])).n_views == 2
+    datasets = build_datasets(cfg, splits=("train",))
+    batch = add_views(next(train_batches(datasets["train"], 8, cfg["seed"])), views, cfg["seed"], 1,
+                      torch.device("cpu"))
+    assert batch["views"].shape == (8, 1, *batch["x"].shape[1:])
+    assert not torch.equal(batch["views"][:, 0], batch["x"])

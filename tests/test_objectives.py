@@ -197,19 +197,38 @@ def projections(objective, encoders, batch):
     return a, objective.text_head(encoders["text"](batch["text"])["embedding"])
 
 
+def paired_functional_loss(name, objective, a, b):
+    """The paired objective's loss at its default settings, from functional.py."""
+    if name == "clap":
+        return clip_loss(a, b, math.exp(objective.log_logit_scale.item()))
+    if name == "convirt":
+        return convirt_loss(a, b, temperature=0.1, lam=0.75)
+    return siglip_loss(a, b, 10.0, -10.0)
+
+
 @pytest.mark.parametrize("name", ["clap", "convirt", "siglip"])
 def test_paired_loss_equals_functional_loss_on_projections(name):
     encoders, objective = build(name, proj_dim=16)
-    batch = make_batch()
+    batch = make_batch()  # it has views: without augment_x they are ignored
     out = objective(encoders, batch)
     a, b = projections(objective, encoders, batch)
-    if name == "clap":
-        expected = clip_loss(a, b, math.exp(objective.log_logit_scale.item()))
-    elif name == "convirt":
-        expected = convirt_loss(a, b, temperature=0.1, lam=0.75)
-    else:
-        expected = siglip_loss(a, b, 10.0, -10.0)
-    torch.testing.assert_close(out["loss"], expected)
+    torch.testing.assert_close(out["loss"], paired_functional_loss(name, objective, a, b))
+
+
+@pytest.mark.parametrize("name", ["clap", "convirt", "siglip"])
+def test_augment_x_trains_on_the_first_view_while_embed_x_reads_x(name):
+    encoders, objective = build(name, proj_dim=16, augment_x=True)
+    batch = make_batch(V=1)
+    view = dict(batch, x=batch["views"][:, 0])
+    a, b = projections(objective, encoders, view)
+    torch.testing.assert_close(objective(encoders, batch)["loss"], paired_functional_loss(name, objective, a, b))
+    on_x, _ = projections(objective, encoders, batch)
+    torch.testing.assert_close(objective.embed_x(encoders, batch), on_x)  # evaluation's path: x itself
+    assert not torch.allclose(on_x, a)
+    without_views = {k: v for k, v in batch.items() if k != "views"}  # a batch without views: x
+    a_x, b_x = projections(objective, encoders, without_views)
+    torch.testing.assert_close(objective(encoders, without_views)["loss"],
+                               paired_functional_loss(name, objective, a_x, b_x))
 
 
 def hand_case(name, **options):

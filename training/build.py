@@ -98,12 +98,17 @@ def build_text_encoder(cfg: dict, captions) -> nn.Module:
 
 
 def build_views(cfg: dict):
-    """The configured view transform, or None when the objective does not need views."""
+    """The configured view transform, or None when the objective neither needs views nor asks for an
+    augmented x (a paired objective's ``augment_x``: one view, ``n_views=1``)."""
     name = cfg["views"]["name"]
     needs = registry.get("objective", cfg["objective"]["name"]).capabilities
-    if not name or "views" not in needs:
+    augment_x = cfg["objective"].get("augment_x", False)
+    if not name or ("views" not in needs and not augment_x):
         return None
-    return registry.build("views", name, **section(cfg["views"], name))
+    options = section(cfg["views"], name)
+    if augment_x and "views" not in needs:
+        options["n_views"] = 1
+    return registry.build("views", name, **options)
 
 
 def build_objective(cfg: dict, encoders: dict, n_classes: int) -> nn.Module:
