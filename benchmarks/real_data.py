@@ -12,7 +12,8 @@ configs/experiments/dev_<set>.yaml] --data PATH --run-dir OUT/<set>-<O> seed=S [
 [--set overrides]`` in a subprocess (output in the cell's log.txt), with the project's defaults.
 A cell whose results.json exists is skipped; one with a
 checkpoint and no results is resumed; a cell folder made by another command (its cell.json) stops
-the script before anything runs. Objectives: simclr, moco, vicreg, cpc (label-free), clap,
+the script before anything runs. Objectives: simclr, moco, vicreg, cpc, ts2vec (label-free; ts2vec
+not on the glyph set: images are not series), clap,
 convirt, siglip (paired: audio and glyph sets only; the series loaders' captions name the class)
 and supcon, ce (supervised references). Modalities: series sets -> sequence, gm_notes -> audio,
 noto_glyphs -> medical (the medical manifest loader).
@@ -48,7 +49,7 @@ import baselines  # noqa: E402
 import dev_sets  # noqa: E402
 import verdict  # noqa: E402
 
-LABEL_FREE_BY_DEFAULT = ("simclr", "moco", "vicreg", "cpc")  # of verdict.LABEL_FREE, the ones run without --objectives
+LABEL_FREE_BY_DEFAULT = ("simclr", "moco", "vicreg", "cpc", "ts2vec")  # of verdict.LABEL_FREE, the ones run without --objectives
 PAIRED = verdict.PAIRED
 SUPERVISED = ("supcon", "ce")
 OBJECTIVES = LABEL_FREE_BY_DEFAULT + PAIRED + SUPERVISED
