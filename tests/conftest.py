@@ -29,6 +29,7 @@ TINY = {
         "data.sequence_builtin.length=32", "data.sequence_builtin.train_per_class=2",
         "data.sequence_builtin.val_per_class=1", "data.sequence_builtin.test_per_class=1",
         "model.tcn.width=8", "model.tcn.depth=2",
+        "model.ts2vec.hidden=8", "model.ts2vec.out_dim=8", "model.ts2vec.depth=2",  # ts2vec's default encoder
     ],
     "medical": [
         "data.medical_builtin.train_per_class=2", "data.medical_builtin.val_per_class=1",

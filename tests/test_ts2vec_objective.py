@@ -200,10 +200,13 @@ def test_capability_matrix_says_why_ts2vec_cannot_crop_images():
     assert registry.get("objective", "ts2vec").capabilities == {"series", "sequence"}
 
 
-def test_sequence_keeps_tcn_unless_asked_and_audio_raises_the_shortest_crop():
-    assert config_lib.load_config("sequence", "ts2vec")["model"]["encoder"] == "tcn"
-    asked = config_lib.load_config("sequence", "ts2vec", overrides=["model.encoder=ts2vec"])
-    assert asked["model"]["encoder"] == "ts2vec" and asked["model"]["ts2vec"]["mask_p"] == 0.5
+def test_sequence_trains_ts2vec_with_its_encoder_and_the_reference_recipe_and_audio_raises_the_shortest_crop():
+    default = config_lib.load_config("sequence", "ts2vec")
+    assert default["model"]["encoder"] == "ts2vec" and default["model"]["ts2vec"]["mask_p"] == 0.5
+    assert (default["train"]["batch_size"], default["optim"]["lr"], default["train"]["steps"]) == (8, 1e-3, 600)
+    assert default["objective"]["max_train_length"] == 512
+    assert config_lib.load_config("sequence", "simclr")["model"]["encoder"] == "tcn"  # the others keep tcn
+    assert config_lib.load_config("sequence", "ts2vec", overrides=["model.encoder=tcn"])["model"]["encoder"] == "tcn"
     audio = config_lib.load_config("audio", "ts2vec")
     assert audio["model"]["encoder"] == "cpc_wave" and audio["objective"]["min_crop"] == 1600
     assert config_lib.load_config("sequence", "ts2vec", overrides=["model.encoder=gru"])["model"]["encoder"] == "gru"
