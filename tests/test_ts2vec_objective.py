@@ -200,7 +200,7 @@ def test_capability_matrix_says_why_ts2vec_cannot_crop_images():
     assert registry.get("objective", "ts2vec").capabilities == {"series", "sequence"}
 
 
-def test_sequence_trains_ts2vec_with_its_encoder_and_the_reference_recipe_and_audio_raises_the_shortest_crop():
+def test_sequence_ts2vec_takes_its_encoder_and_the_reference_recipe_and_audio_raises_the_shortest_crop():
     default = config_lib.load_config("sequence", "ts2vec")
     assert default["model"]["encoder"] == "ts2vec" and default["model"]["ts2vec"]["mask_p"] == 0.5
     assert (default["train"]["batch_size"], default["optim"]["lr"], default["train"]["steps"]) == (8, 1e-3, 600)

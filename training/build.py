@@ -106,7 +106,7 @@ def build_views(cfg: dict):
     if not name or ("views" not in needs and not augment_x):
         return None
     options = section(cfg["views"], name)
-    if augment_x and "views" not in needs:
+    if augment_x:
         options["n_views"] = 1
     return registry.build("views", name, **options)
 
