@@ -52,6 +52,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 SERIES = ("ItalyPowerDemand", "ACSF1", "PickupGestureWiimoteZ")
 SETS = SERIES + ("gm_notes", "noto_glyphs")
+# a set's format version: a cached copy built at another version is rebuilt (noto_glyphs 2: labels latin, greek)
+VERSIONS = {"noto_glyphs": 2}
 SF2 = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 NOTO = Path("/usr/share/fonts/truetype/noto")
 RATE, CLIP_S, SLOT_S, LEAD_S = 44100, 1.0, 2.0, 0.005
@@ -70,10 +72,11 @@ FAMILIES = {
 }
 NOTES_TRAIN_PROGRAM, NOTES_TEST_IN_PROGRAM, NOTES_TEST_PROGRAM = 28, 8, 24
 HELD = {0.25: "a quarter of a second", 0.5: "half a second", 0.75: "three quarters of a second", 1.0: "one second"}
-# label: code point ranges, font file prefixes under NOTO (every weight of each)
+# label: code point ranges, font file prefixes under NOTO (every weight of each). A label is the script's word in
+# the Unicode names the captions carry ("latin capital letter a"), so a zero-shot prompt of it is a caption's word.
 BLOCKS = {
-    "basic_latin": ([(0x41, 0x5A), (0x61, 0x7A)], ["NotoSans-", "NotoSerif-", "NotoSansDisplay-", "NotoSerifDisplay-"]),
-    "greek_and_coptic": ([(0x370, 0x3FF)], ["NotoSans-", "NotoSerif-", "NotoSansDisplay-", "NotoSerifDisplay-"]),
+    "latin": ([(0x41, 0x5A), (0x61, 0x7A)], ["NotoSans-", "NotoSerif-", "NotoSansDisplay-", "NotoSerifDisplay-"]),
+    "greek": ([(0x370, 0x3FF)], ["NotoSans-", "NotoSerif-", "NotoSansDisplay-", "NotoSerifDisplay-"]),
     "cyrillic": ([(0x400, 0x4FF)], ["NotoSans-", "NotoSerif-", "NotoSansDisplay-", "NotoSerifDisplay-"]),
     "armenian": ([(0x530, 0x58F)], ["NotoSansArmenian-", "NotoSerifArmenian-"]),
     "arabic": ([(0x600, 0x6FF)], ["NotoNaskhArabic-", "NotoKufiArabic-", "NotoSansArabic-"]),
@@ -256,6 +259,15 @@ def build_glyphs(out: Path, seed: int = 0) -> None:
         csv.writer(f).writerows([["path", "report", "label", "group", "split"]] + rows)
 
 
+def built_version(folder: Path) -> int | None:
+    """The format version of the set built in ``folder``: None if unbuilt, 1 for a marker without one."""
+    marker = folder / ".built"
+    if not marker.is_file():
+        return None
+    first = marker.read_text().split("\n", 1)[0].split()
+    return int(first[1]) if len(first) == 2 and first[0] == "version" else 1
+
+
 def build(names=SETS, cache: Path | None = None, force: bool = False) -> dict[str, float]:
     """Build the sets ``names`` under ``cache`` (default ``default_cache()``); {set: build seconds, 0 if cached}.
 
@@ -266,7 +278,7 @@ def build(names=SETS, cache: Path | None = None, force: bool = False) -> dict[st
     if unknown:
         raise ValueError(f"unknown dev set(s) {', '.join(unknown)}; sets are {', '.join(SETS)}")
     cache = Path(cache or default_cache()).expanduser()
-    todo = [n for n in names if force or not (cache / n / ".built").is_file()]
+    todo = [n for n in names if force or built_version(cache / n) != VERSIONS.get(n, 1)]
     for name in (n for n in names if n not in todo):
         print(f"{name}: already built ({cache / name}; --force rebuilds)", flush=True)
     ensure_installed(todo)
@@ -279,7 +291,7 @@ def build(names=SETS, cache: Path | None = None, force: bool = False) -> dict[st
         else:
             (build_notes if name == "gm_notes" else build_glyphs)(out)
         seconds[name] = time.perf_counter() - start
-        (out / ".built").write_text(f"built in {seconds[name]:.1f} s\n")
+        (out / ".built").write_text(f"version {VERSIONS.get(name, 1)}\nbuilt in {seconds[name]:.1f} s\n")
         print(f"built {name} in {seconds[name]:.1f} s: {out}", flush=True)
     return seconds
 
