@@ -109,6 +109,21 @@ def retrieval_metrics(items, captions, caption_item, ks=(1, 5, 10)) -> dict:
     return out
 
 
+def ensemble_class_texts(per_template: list[torch.Tensor]) -> torch.Tensor:
+    """Prompt ensemble (CLIP, Radford et al. 2021, sec. 3.1.4): the class embeddings (C, P) as the mean over
+    templates of each template's L2-normalized class embeddings (C, P); with one template its normalized rows.
+
+    Raises:
+        ValueError: no template, or templates of different shapes.
+    """
+    if not per_template:
+        raise ValueError("a prompt ensemble needs at least one template's class embeddings")
+    if len({tuple(t.shape) for t in per_template}) != 1:
+        raise ValueError(f"every template needs (C, P) class embeddings of one shape, got "
+                         f"{sorted({tuple(t.shape) for t in per_template})}")
+    return torch.stack([F.normalize(t.float(), dim=1) for t in per_template]).mean(0)
+
+
 def zero_shot_predict(items: torch.Tensor, class_texts: torch.Tensor) -> torch.Tensor:
     """(N,) class of highest cosine similarity between each item (N, P) and the class prompts (C, P)."""
     return (F.normalize(items.float(), dim=1) @ F.normalize(class_texts.float(), dim=1).T).argmax(1).cpu()

@@ -28,7 +28,8 @@ Protocols (all fixed in advance; nothing is chosen by looking at the reported sp
 - paired objectives only, in the joint space the objective trained
   (``PairedObjective.embed_x`` / ``embed_text``) on the reported split:
   ``retrieval_r{1,5,10}_{x2t,t2x}``, ``retrieval_medr_{x2t,t2x}`` and
-  ``zero_shot_acc`` (prompts ``eval.zero_shot_template`` filled with each class name).
+  ``zero_shot_acc`` (prompts ``eval.zero_shot_template`` filled with each class name; with
+  ``eval.zero_shot_templates``, a prompt ensemble: ``metrics.ensemble_class_texts``).
 
 Multi-label data (multi-hot labels, ``modalities/multi_label.py``) has no SVM, kNN, zero-shot,
 label-fraction or fine-tuning accuracy, which score (or stratify by) one label per item; one line
@@ -105,15 +106,30 @@ def embed_texts(objective, encoders, texts: list[str], batch_size: int) -> torch
                       for i in range(0, len(texts), batch_size)])
 
 
-def prompts(classes, template: str) -> list[str]:
+def prompts(classes, template: str, key: str = "eval.zero_shot_template") -> list[str]:
     """Zero-shot prompts: ``template`` with '{}' replaced by each readable class name ('dog_bark' -> 'dog bark').
 
     Raises:
-        UserError: the template has no '{}'.
+        UserError: the template (from config key ``key``) is not a string with '{}'.
     """
-    if "{}" not in template:
-        raise UserError(f"eval.zero_shot_template '{template}' must contain '{{}}' where the class name goes")
+    if not isinstance(template, str) or "{}" not in template:
+        raise UserError(f"{key} '{template}' must be a string containing '{{}}' where the class name goes")
     return [template.replace("{}", str(name).replace("_", " ").strip()) for name in classes]
+
+
+def zero_shot_templates(ev: dict) -> tuple[list[str], str]:
+    """(templates, their config key): ``eval.zero_shot_templates`` when it is not empty, else the one
+    ``eval.zero_shot_template``."""
+    if ev["zero_shot_templates"]:
+        return list(ev["zero_shot_templates"]), "eval.zero_shot_templates"
+    return [ev["zero_shot_template"]], "eval.zero_shot_template"
+
+
+def class_text_embeddings(objective, encoders, classes, ev: dict) -> torch.Tensor:
+    """(C, P) zero-shot class embeddings: each template's prompts embedded, ensembled over templates."""
+    templates, key = zero_shot_templates(ev)
+    return metrics.ensemble_class_texts([embed_texts(objective, encoders, prompts(classes, t, key), ev["batch_size"])
+                                         for t in templates])
 
 
 SPLITS = ("test", "val")
@@ -125,8 +141,9 @@ def check_protocol(cfg: dict) -> None:
     Raises:
         UserError: ``eval.split`` is not test or val, ``eval.svm_c_grid`` is empty or holds a C
             that is not a positive number, ``eval.svm_folds`` is below 2, ``eval.label_fractions``
-            is not null or a list of distinct fractions in (0, 1], or a ``finetune_*`` setting is
-            out of range (epochs >= 1, batch size >= 2, lr > 0, weight decay >= 0).
+            is not null or a list of distinct fractions in (0, 1], a zero-shot template is not a
+            string with '{}', or a ``finetune_*`` setting is out of range (epochs >= 1, batch
+            size >= 2, lr > 0, weight decay >= 0).
     """
     ev = cfg["eval"]
     if ev["split"] not in SPLITS:
@@ -137,6 +154,9 @@ def check_protocol(cfg: dict) -> None:
     if not isinstance(ev["svm_folds"], int) or ev["svm_folds"] < 2:
         raise UserError(f"eval.svm_folds must be an integer of at least 2, got {ev['svm_folds']!r}")
     check_fractions(ev["label_fractions"])
+    templates, key = zero_shot_templates(ev)
+    for template in templates:
+        prompts([], template, key)
     check_schedule(ev)
 
 
@@ -172,8 +192,7 @@ def _evaluate_model(encoders, objective, datasets: dict, cfg: dict, device, anno
         reported["text"] = embed_texts(paired, encoders, list(report_set.captions), ev["batch_size"])
         out.update(metrics.retrieval_metrics(reported["joint"], reported["text"], torch.arange(len(report_set))))
         if single:
-            class_texts = embed_texts(paired, encoders, prompts(report_set.classes, ev["zero_shot_template"]),
-                                      ev["batch_size"])
+            class_texts = class_text_embeddings(paired, encoders, report_set.classes, ev)
             predicted = metrics.zero_shot_predict(reported["joint"], class_texts)
             out["zero_shot_acc"] = (predicted == reported["label"]).float().mean().item()
     if single and ev["finetune"]:

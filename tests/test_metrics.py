@@ -142,6 +142,20 @@ def test_zero_shot_picks_the_class_prompt_of_highest_cosine():
         prompts(["a"], "no placeholder")
 
 
+def test_prompt_ensemble_is_the_mean_of_each_templates_normalized_class_embeddings():
+    g = torch.Generator().manual_seed(5)
+    per_template = [torch.randn(4, 6, generator=g) * scale for scale in (0.1, 1.0, 50.0)]
+    want = np.mean([unit(t.double().numpy()) for t in per_template], axis=0)
+    np.testing.assert_allclose(metrics.ensemble_class_texts(per_template).numpy(), want, rtol=1e-5, atol=1e-6)
+    # Analytic: norms do not weigh templates (the plain mean would be [[1.5, 0.5], [0.5, 1.5]]).
+    two = [torch.tensor([[3.0, 0.0], [0.0, 3.0]]), torch.tensor([[0.0, 1.0], [1.0, 0.0]])]
+    np.testing.assert_allclose(metrics.ensemble_class_texts(two).numpy(), [[0.5, 0.5], [0.5, 0.5]])
+    with pytest.raises(ValueError, match="at least one"):
+        metrics.ensemble_class_texts([])
+    with pytest.raises(ValueError, match="one shape"):
+        metrics.ensemble_class_texts([torch.ones(2, 3), torch.ones(3, 3)])
+
+
 def test_alignment_and_uniformity_match_pairwise_loops():
     g = torch.Generator().manual_seed(4)
     x, y = torch.randn(23, 6, generator=g), torch.randint(0, 4, (23,), generator=g)
@@ -242,8 +256,37 @@ def test_eval_split_val_reports_every_protocol_on_val_and_never_reads_test():
     assert on_val["effective_rank"] == metrics.effective_rank(val["embedding"])
 
     for key, value, fragment in [("split", "train", "eval.split must be test or val"),
-                                 ("svm_c_grid", [], "eval.svm_c_grid"), ("svm_folds", 1, "eval.svm_folds")]:
+                                 ("svm_c_grid", [], "eval.svm_c_grid"), ("svm_folds", 1, "eval.svm_folds"),
+                                 ("zero_shot_templates", ["a {}", "no placeholder"], "eval.zero_shot_templates"),
+                                 ("zero_shot_template", "none", "eval.zero_shot_template")]:
         with pytest.raises(UserError, match=fragment):
             check_protocol({**cfg, "eval": {**ev, key: value}})
     with pytest.raises(UserError, match="the val split has no items"):
         evaluate_run(cfg, None, None, {**datasets, "val": []}, cpu, None, step=1)
+
+
+def test_zero_shot_with_templates_scores_the_ensemble_of_their_prompts():
+    from core import config as config_lib
+    import modalities  # noqa: F401  (registers datasets, encoders)
+    import objectives  # noqa: F401
+    from conftest import TINY
+
+    from evaluation.protocols import class_text_embeddings, evaluate_model, frozen
+    from training.build import build_datasets, build_model
+
+    templates = ["a series of {}", "{}", "shape {} over time"]
+    cfg = config_lib.load_config("sequence", "clap", overrides=[*TINY["sequence"], "eval.probe_epochs=5",
+                                                                f"eval.zero_shot_templates={templates!r}"])
+    datasets = build_datasets(cfg)
+    model = build_model(cfg, datasets["train"])
+    out, reported = evaluate_model(dict(model["encoders"]), model["objective"], datasets, cfg, torch.device("cpu"))
+    classes = [str(c).replace("_", " ") for c in datasets["test"].classes]
+    with frozen(*model["encoders"].values(), model["objective"]), torch.no_grad():
+        per_template = [model["objective"].embed_text(model["encoders"], [t.replace("{}", c) for c in classes])
+                        .double().numpy() for t in templates]
+    class_texts = np.mean([unit(t) for t in per_template], axis=0)
+    with frozen(*model["encoders"].values(), model["objective"]):
+        got = class_text_embeddings(model["objective"], model["encoders"], datasets["test"].classes, cfg["eval"])
+    np.testing.assert_allclose(got.numpy(), class_texts, rtol=1e-4, atol=1e-6)
+    want = np.argmax(unit(reported["joint"].double().numpy()) @ unit(class_texts).T, axis=1)
+    assert out["zero_shot_acc"] == pytest.approx(float((want == reported["label"].numpy()).mean()))
