@@ -18,7 +18,7 @@ from modalities.audio.loaders import AudioFileError, detect_format
 from modalities.audio.views import AudioViews
 
 ROOT = Path(__file__).resolve().parents[1]
-AUGMENTATIONS = ("crop_p", "shift_p", "gain_p", "noise_p", "freq_mask_p", "time_mask_p")
+AUGMENTATIONS = ("crop_p", "shift_p", "speed_p", "gain_p", "mix_p", "noise_p", "freq_mask_p", "time_mask_p")
 
 
 def sine(hz: float, rate: int, seconds: float, phase: float = 0.0) -> np.ndarray:
@@ -220,6 +220,51 @@ def test_shift_time_mask_and_frequency_mask_do_what_they_say():
     for band in stopped.reshape(-1, t // 2 + 1):  # one contiguous band per view
         idx = band.nonzero().flatten()
         assert len(idx) == 0 or idx[-1] - idx[0] + 1 == len(idx)
+
+
+def test_speed_resamples_a_sine_to_a_shifted_pitch():
+    rate, hz = 16000, 440.0
+    x = torch.from_numpy(sine(hz, rate, 0.5)).float().view(1, 1, -1).expand(4, 1, -1).contiguous()
+    out = only("speed_p", speed_semitones=2.0)(x, torch.Generator().manual_seed(0))[:, :, 0].double().numpy()
+    steps = np.arange(x.shape[-1])
+    factors = np.linspace(2 ** (-2 / 12) - 0.01, 2 ** (2 / 12) + 0.01, 801)
+    found = []
+
+    def error(view, f):  # the resampled clip is 0.5 sin(2 pi hz f s / rate) inside the clip, 0 past its end
+        inside, past = steps * f <= len(steps) - 2, steps * f >= len(steps)  # the one step between: half a sample
+        want = 0.5 * np.sin(2 * np.pi * hz * f * steps / rate)
+        return max(np.abs(view - want)[inside].max(), np.abs(view[past]).max(initial=0.0))
+
+    for view in out.reshape(-1, x.shape[-1]):
+        coarse = factors[int(np.argmin([error(view, f) for f in factors]))]
+        fine = np.linspace(coarse - 4e-4, coarse + 4e-4, 401)
+        errors = [error(view, f) for f in fine]
+        assert min(errors) < 0.01  # linear interpolation of a 440 Hz sine at 16 kHz: error <= 0.002
+        found.append(fine[int(np.argmin(errors))])
+    assert 2 ** (-2 / 12) - 1e-3 <= min(found) and max(found) <= 2 ** (2 / 12) + 1e-3
+    assert max(found) - min(found) > 0.05  # each view draws its own factor
+
+
+def test_mix_adds_exactly_one_other_clip_with_a_bounded_weight():
+    b, t = 4, 400
+    x = torch.zeros(b, 1, t)
+    for i in range(b):
+        x[i, 0, 100 * i:100 * (i + 1)] = 1.0  # disjoint supports: what a view holds of clip j is readable
+    out = only("mix_p", mix_max=0.4)(x, torch.Generator().manual_seed(0))
+    others = set()
+    for i in range(b):
+        for v in range(2):
+            level = out[i, v, 0].reshape(b, 100)  # one row per clip's support
+            assert torch.allclose(level, level[:, :1].expand(b, 100))  # constant on each support
+            weights = level[:, 0]
+            lam = 1 - weights[i]
+            assert 0 <= lam <= 0.4 + 1e-6
+            mixed_in = [j for j in range(b) if j != i and weights[j] > 1e-6]
+            assert len(mixed_in) == 1 and torch.isclose(weights[mixed_in[0]], lam)
+            others.add((i, mixed_in[0]))
+    assert len(others) > b  # the other clip is drawn, not always the same neighbour
+    one = x[:1]
+    assert torch.equal(only("mix_p")(one, torch.Generator().manual_seed(0)), one.unsqueeze(1).expand(1, 2, 1, t))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -6,18 +6,26 @@ own probability and its own random parameters, in this order:
 1. crop: keep a window of a random fraction in [crop_min, 1] of T, placed at a
    random position of an otherwise silent clip (a crop plus a time shift);
 2. shift: delay or advance by up to ``max_shift`` of T, zero-filled (no wrap-around);
-3. gain: multiply by a random gain in [gain_db_min, gain_db_max] dB;
-4. noise: add white Gaussian noise at a random SNR in [snr_db_min, snr_db_max] dB
+3. speed: resample by a factor 2 ** (u / 12), u uniform in [-speed_semitones, speed_semitones],
+   linear interpolation from the clip's start, zero past its end: pitch and tempo change
+   together (Kaldi's speed perturbation, Ko et al. 2015); off by default;
+4. gain: multiply by a random gain in [gain_db_min, gain_db_max] dB;
+5. mix: add another clip of the batch, v <- (1 - lam) v + lam other, lam uniform in
+   [0, mix_max], the other clip's own unaugmented waveform (mixing with other clips as
+   background, as BYOL-A and COLA do); off by default;
+6. noise: add white Gaussian noise at a random SNR in [snr_db_min, snr_db_max] dB
    relative to the view's own power (a silent view gets no noise);
-5. frequency masks: SpecAugment's frequency masking on the waveform: an
+7. frequency masks: SpecAugment's frequency masking on the waveform: an
    FFT band-stop (rfft, zero a band of up to ``freq_mask_max`` of the
    spectrum, irfft) per mask;
-6. time masks: SpecAugment's time masking on the waveform: zero spans of up
+8. time masks: SpecAugment's time masking on the waveform: zero spans of up
    to ``time_mask_max`` of T.
 
-Every draw has a shape that depends only on (B, V, T), so a sample's views
-depend only on that sample and the generator state, never on the other
-samples of the batch. Pure tensor ops: runs on the GPU with a CUDA generator.
+Every draw has a shape that depends only on (B, V, T), so without mixing a sample's views
+depend only on that sample and the generator state, never on the other samples of the
+batch (mixing reads another clip by design). An augmentation whose probability is 0 draws
+nothing, so turning speed or mixing on leaves the draws of the others unchanged only when
+they stay off. Pure tensor ops: runs on the GPU with a CUDA generator.
 """
 from __future__ import annotations
 
@@ -26,6 +34,14 @@ from torch import nn
 
 from core.registry import register
 from modalities.crops import LocalCrops
+
+
+def take_interpolated(x: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+    """x (N, 1, T) read at fractional positions (N, T) by linear interpolation; outside [0, T - 1] reads 0."""
+    low = position.floor()
+    frac = (position - low).unsqueeze(1).to(x.dtype)
+    low = low.long()
+    return take(x, low) * (1 - frac) + take(x, low + 1) * frac
 
 
 def take(x: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
@@ -43,7 +59,9 @@ class AudioViews(LocalCrops, nn.Module):
     Args (each ``*_p`` is the per-view probability of that augmentation; see the module docstring):
         crop_min: shortest crop window, as a fraction of T.
         max_shift: largest shift, as a fraction of T.
+        speed_semitones: largest speed change, in semitones of the pitch it moves (2: factors 0.89..1.12).
         gain_db_min, gain_db_max: gain range in dB.
+        mix_max: largest weight of the other clip mixed in.
         snr_db_min, snr_db_max: noise SNR range in dB.
         freq_masks, freq_mask_max: band-stop count and widest band, as a fraction of 0..Nyquist.
         time_masks, time_mask_max: zeroed span count and longest span, as a fraction of T.
@@ -52,18 +70,20 @@ class AudioViews(LocalCrops, nn.Module):
 
     Raises:
         ValueError: a probability outside [0, 1], n_views < 1, an empty or reversed range,
-            or x not of shape (B, 1, T).
+            speed_semitones < 0, mix_max outside [0, 1], or x not of shape (B, 1, T).
     """
 
     def __init__(self, n_views: int = 2, crop_p: float = 0.5, crop_min: float = 0.7,
                  shift_p: float = 0.5, max_shift: float = 0.2,
+                 speed_p: float = 0.0, speed_semitones: float = 2.0,
                  gain_p: float = 0.8, gain_db_min: float = -10.0, gain_db_max: float = 6.0,
+                 mix_p: float = 0.0, mix_max: float = 0.4,
                  noise_p: float = 0.5, snr_db_min: float = 5.0, snr_db_max: float = 30.0,
                  freq_mask_p: float = 0.5, freq_masks: int = 1, freq_mask_max: float = 0.15,
                  time_mask_p: float = 0.5, time_masks: int = 2, time_mask_max: float = 0.1,
                  local_views: int = 0, local_scale: float = 0.4):
         super().__init__()
-        self.p = dict(crop_p=crop_p, shift_p=shift_p, gain_p=gain_p, noise_p=noise_p,
+        self.p = dict(crop_p=crop_p, shift_p=shift_p, speed_p=speed_p, gain_p=gain_p, mix_p=mix_p, noise_p=noise_p,
                       freq_mask_p=freq_mask_p, time_mask_p=time_mask_p)
         bad = {k: v for k, v in self.p.items() if not 0.0 <= v <= 1.0}
         if bad:
@@ -74,6 +94,9 @@ class AudioViews(LocalCrops, nn.Module):
             raise ValueError("gain_db_min must not exceed gain_db_max, nor snr_db_min snr_db_max")
         if freq_masks < 0 or time_masks < 0 or not 0 <= freq_mask_max <= 1 or not 0 <= time_mask_max <= 1:
             raise ValueError("need freq_masks, time_masks >= 0 and freq_mask_max, time_mask_max in [0, 1]")
+        if speed_semitones < 0 or not 0 <= mix_max <= 1:
+            raise ValueError(f"need speed_semitones >= 0 and mix_max in [0, 1], got {speed_semitones}, {mix_max}")
+        self.speed_semitones, self.mix_max = speed_semitones, mix_max
         self.n_views, self.crop_min, self.max_shift = n_views, crop_min, max_shift
         self.gain_db, self.snr_db = (gain_db_min, gain_db_max), (snr_db_min, snr_db_max)
         self.freq_masks, self.freq_mask_max = freq_masks, freq_mask_max
@@ -109,9 +132,19 @@ class AudioViews(LocalCrops, nn.Module):
         on = chosen("shift_p")
         shift = (uniform(-self.max_shift, self.max_shift, n, 1) * t).round().long()
         v = torch.where(on, take(v, steps - shift), v)
+        if self.p["speed_p"] > 0:  # resample: out[s] = v[s * factor], pitch and tempo together
+            on = chosen("speed_p")
+            factor = 2 ** (uniform(-self.speed_semitones, self.speed_semitones, n, 1) / 12)
+            v = torch.where(on, take_interpolated(v, steps * factor), v)
         # gain
         on = chosen("gain_p")
         v = torch.where(on, v * 10 ** (uniform(*self.gain_db, n, 1, 1) / 20), v)
+        if self.p["mix_p"] > 0 and b > 1:  # another clip of the batch: index (i + k) mod B, k in 1..B-1
+            on = chosen("mix_p")
+            clip = torch.arange(n, device=dev) // n_views
+            other = (clip + 1 + (rand(n) * (b - 1)).long().clamp(max=b - 2)) % b
+            lam = uniform(0, self.mix_max, n, 1, 1)
+            v = torch.where(on, (1 - lam) * v + lam * x[other].to(v.dtype), v)
         # white noise at a random SNR of the view's own power
         on = chosen("noise_p")
         power = v.square().mean(dim=-1, keepdim=True)
