@@ -19,7 +19,7 @@ from training.build import build_encoder
 from training.loop import add_views
 
 OFF = {  # every augmentation probability of each transform at 0: its views are copies of x
-    "audio": (AudioViews, ("crop_p", "shift_p", "gain_p", "noise_p", "freq_mask_p", "time_mask_p")),
+    "audio": (AudioViews, ("crop_p", "shift_p", "speed_p", "gain_p", "mix_p", "noise_p", "freq_mask_p", "time_mask_p")),
     "sequence": (SequenceViews, ("crop_p", "time_warp_p", "magnitude_warp_p", "scaling_p", "channel_dropout_p",
                                  "permute_p", "jitter_p")),
     "medical": (MedicalViews, ("crop_p", "affine_p", "flip_p", "intensity_p", "noise_p", "gamma_p")),

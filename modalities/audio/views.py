@@ -8,11 +8,11 @@ own probability and its own random parameters, in this order:
 2. shift: delay or advance by up to ``max_shift`` of T, zero-filled (no wrap-around);
 3. speed: resample by a factor 2 ** (u / 12), u uniform in [-speed_semitones, speed_semitones],
    linear interpolation from the clip's start, zero past its end: pitch and tempo change
-   together (Kaldi's speed perturbation, Ko et al. 2015); off by default;
+   together (Kaldi's speed perturbation, Ko et al. 2015);
 4. gain: multiply by a random gain in [gain_db_min, gain_db_max] dB;
 5. mix: add another clip of the batch, v <- (1 - lam) v + lam other, lam uniform in
    [0, mix_max], the other clip's own unaugmented waveform (mixing with other clips as
-   background, as BYOL-A and COLA do); off by default;
+   background, as BYOL-A and COLA do); off by default (it did not add to speed on gm_notes);
 6. noise: add white Gaussian noise at a random SNR in [snr_db_min, snr_db_max] dB
    relative to the view's own power (a silent view gets no noise);
 7. frequency masks: SpecAugment's frequency masking on the waveform: an
@@ -23,9 +23,8 @@ own probability and its own random parameters, in this order:
 
 Every draw has a shape that depends only on (B, V, T), so without mixing a sample's views
 depend only on that sample and the generator state, never on the other samples of the
-batch (mixing reads another clip by design). An augmentation whose probability is 0 draws
-nothing, so turning speed or mixing on leaves the draws of the others unchanged only when
-they stay off. Pure tensor ops: runs on the GPU with a CUDA generator.
+batch (mixing reads another clip by design). Speed and mixing draw nothing when their
+probability is 0. Pure tensor ops: runs on the GPU with a CUDA generator.
 """
 from __future__ import annotations
 
@@ -75,7 +74,7 @@ class AudioViews(LocalCrops, nn.Module):
 
     def __init__(self, n_views: int = 2, crop_p: float = 0.5, crop_min: float = 0.7,
                  shift_p: float = 0.5, max_shift: float = 0.2,
-                 speed_p: float = 0.0, speed_semitones: float = 2.0,
+                 speed_p: float = 0.5, speed_semitones: float = 2.0,
                  gain_p: float = 0.8, gain_db_min: float = -10.0, gain_db_max: float = 6.0,
                  mix_p: float = 0.0, mix_max: float = 0.4,
                  noise_p: float = 0.5, snr_db_min: float = 5.0, snr_db_max: float = 30.0,
