@@ -4,7 +4,8 @@
     python benchmarks/dev_sets.py --sets gm_notes --force  # rebuild one set
     python benchmarks/dev_sets.py --cache DIR              # or CONTRASTIVE_DEV_SETS=DIR
 
-Sets (CACHE/<set>/, each finished by a ``.built`` marker; a set with one is skipped unless ``--force``):
+Sets (CACHE/<set>/, each finished by a ``.built`` marker holding its format version, ``VERSIONS``; a set
+whose marker holds the current version is skipped unless ``--force``):
 
 - ``ItalyPowerDemand`` (2 classes, length 24), ``ACSF1`` (10 classes, length 1460),
   ``PickupGestureWiimoteZ`` (10 classes, lengths 29-361): the copies of the UCR/UEA archive that
@@ -20,7 +21,8 @@ Sets (CACHE/<set>/, each finished by a ``.built`` marker; a set with one is skip
   brass section, clarinet, pan flute. Pitch, velocity (30-126) and held duration (0.25-1 s)
   are drawn per note, seeded, no (pitch, duration) twice per program, so no two captions are equal;
   captions read e.g. "a soft low C3 on a cello, held for one second".
-- ``noto_glyphs``: 64x64 grayscale PNGs of letters and digits of 8 Unicode blocks (label = block)
+- ``noto_glyphs`` (``dev_glyphs.py``): 64x64 grayscale PNGs of letters and digits of 8 Unicode blocks (label =
+  the block's script as its Unicode names say it: latin, greek, cyrillic, ...)
   rendered with Pillow from the fonts of Debian's fonts-noto-core (4-16 fonts per block: sans, serif, display,
   naskh, kufi, looped; regular, bold, italic), size 30-46 px and offset +-4 px drawn per image; report = the
   lower-cased Unicode name and the face ("greek small letter alpha with tonos, serif bold"), every
@@ -44,10 +46,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import unicodedata
 from pathlib import Path
 
 import numpy as np
+
+from dev_glyphs import NOTO, build_glyphs
 
 ROOT = Path(__file__).resolve().parents[1]
 SERIES = ("ItalyPowerDemand", "ACSF1", "PickupGestureWiimoteZ")
@@ -55,7 +58,6 @@ SETS = SERIES + ("gm_notes", "noto_glyphs")
 # a set's format version: a cached copy built at another version is rebuilt (noto_glyphs 2: labels latin, greek)
 VERSIONS = {"noto_glyphs": 2}
 SF2 = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
-NOTO = Path("/usr/share/fonts/truetype/noto")
 RATE, CLIP_S, SLOT_S, LEAD_S = 44100, 1.0, 2.0, 0.005
 # family: (lowest, highest MIDI note), train programs (0-based GM numbers and names), the test-only program
 FAMILIES = {
@@ -72,19 +74,6 @@ FAMILIES = {
 }
 NOTES_TRAIN_PROGRAM, NOTES_TEST_IN_PROGRAM, NOTES_TEST_PROGRAM = 28, 8, 24
 HELD = {0.25: "a quarter of a second", 0.5: "half a second", 0.75: "three quarters of a second", 1.0: "one second"}
-# label: code point ranges, font file prefixes under NOTO (every weight of each). A label is the script's word in
-# the Unicode names the captions carry ("latin capital letter a"), so a zero-shot prompt of it is a caption's word.
-BLOCKS = {
-    "latin": ([(0x41, 0x5A), (0x61, 0x7A)], ["NotoSans-", "NotoSerif-", "NotoSansDisplay-", "NotoSerifDisplay-"]),
-    "greek": ([(0x370, 0x3FF)], ["NotoSans-", "NotoSerif-", "NotoSansDisplay-", "NotoSerifDisplay-"]),
-    "cyrillic": ([(0x400, 0x4FF)], ["NotoSans-", "NotoSerif-", "NotoSansDisplay-", "NotoSerifDisplay-"]),
-    "armenian": ([(0x530, 0x58F)], ["NotoSansArmenian-", "NotoSerifArmenian-"]),
-    "arabic": ([(0x600, 0x6FF)], ["NotoNaskhArabic-", "NotoKufiArabic-", "NotoSansArabic-"]),
-    "devanagari": ([(0x900, 0x97F)], ["NotoSansDevanagari-", "NotoSerifDevanagari-"]),
-    "georgian": ([(0x10A0, 0x10FF)], ["NotoSansGeorgian-", "NotoSerifGeorgian-"]),
-    "thai": ([(0xE00, 0xE7F)], ["NotoSansThai-", "NotoSerifThai-", "NotoLoopedThai-"]),
-}
-GLYPHS_PER_BLOCK, TEST_CHAR_FRACTION, IMAGE = 256, 0.25, 64
 
 
 def default_cache() -> Path:
@@ -201,62 +190,6 @@ def build_notes(out: Path, seed: int = 0) -> None:
                     rows.append([path, family, caption(instrument, pitch, velocity, held), split])
     with open(out / "manifest.csv", "w", newline="") as f:
         csv.writer(f).writerows([["path", "label", "caption", "split"]] + rows)
-
-
-def face(font_file: Path) -> str:
-    """'serif display bold italic' from 'NotoSerifDisplay-BoldItalic.ttf' (script names left out)."""
-    family, weight = font_file.stem.removeprefix("Noto").split("-")
-    words = "".join(" " + c if c.isupper() else c for c in family + weight).lower().split()
-    scripts = {"arabic", "armenian", "devanagari", "georgian", "thai"}
-    return " ".join(w for w in words if w not in scripts)
-
-
-def render(font, char: str, offset=(0, 0)):
-    """A 64x64 grayscale PIL image of ``char`` in ``font``, white on black, its box centered plus ``offset``."""
-    from PIL import Image, ImageDraw
-
-    left, top, right, bottom = font.getbbox(char)
-    image = Image.new("L", (IMAGE, IMAGE), 0)
-    ImageDraw.Draw(image).text(((IMAGE - right - left) / 2 + offset[0], (IMAGE - bottom - top) / 2 + offset[1]),
-                               char, fill=255, font=font)
-    return image
-
-
-def build_glyphs(out: Path, seed: int = 0) -> None:
-    """``out/manifest.csv`` and ``out/images/`` (see the module docstring).
-
-    Raises:
-        FileNotFoundError: a block has no font file under /usr/share/fonts/truetype/noto.
-    """
-    from PIL import ImageFont
-
-    rng = np.random.default_rng([seed, 6464])
-    (out / "images").mkdir(parents=True)
-    rows = []
-    for block, (ranges, prefixes) in BLOCKS.items():
-        fonts = sorted(f for prefix in prefixes for f in NOTO.glob(f"{prefix}*.ttf"))
-        if not fonts:
-            raise FileNotFoundError(f"no font for block {block} under {NOTO} ({', '.join(prefixes)}*.ttf)")
-        chars = [chr(c) for lo, hi in ranges for c in range(lo, hi + 1)
-                 if unicodedata.category(chr(c)) in ("Lu", "Ll", "Lo", "Nd")]
-        pairs = []
-        for file in fonts:
-            probe = ImageFont.truetype(str(file), 40)
-            missing = render(probe, "\U0010fffd").tobytes()
-            pairs += [(c, file) for c in chars if render(probe, c).getbbox() is not None
-                      and render(probe, c).tobytes() != missing]
-        covered = sorted({c for c, _ in pairs})
-        test_chars = set(rng.choice(covered, size=round(TEST_CHAR_FRACTION * len(covered)), replace=False))
-        for k in rng.permutation(len(pairs))[:GLYPHS_PER_BLOCK]:
-            char, file = pairs[k]
-            font = ImageFont.truetype(str(file), int(rng.integers(30, 47)))
-            image = render(font, char, rng.integers(-4, 5, size=2))
-            path = f"images/{block}_{ord(char):05x}_{file.stem}.png"
-            image.save(out / path)
-            rows.append([path, f"{unicodedata.name(char).lower()}, {face(file)}", block, f"U+{ord(char):04X}",
-                         "test" if char in test_chars else "train"])
-    with open(out / "manifest.csv", "w", newline="") as f:
-        csv.writer(f).writerows([["path", "report", "label", "group", "split"]] + rows)
 
 
 def built_version(folder: Path) -> int | None:
