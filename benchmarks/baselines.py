@@ -4,7 +4,8 @@
     python benchmarks/baselines.py --sets ACSF1 --split val
 
 Each baseline is fit on the loader's train split (train without the val it carves) and scored on
-its test split (``--split val``: on the carved val split):
+its test split (``--split val``: on the carved val split; ``--resample K``: on resample K of a series
+set's train and test files, ``data.<loader>.resample``):
 
 - audio: ``mfcc_logreg``: mean and standard deviation over time of 20 MFCCs (librosa defaults:
   2048-point FFT, hop 512) of the 16 kHz clips the loader yields (40 features), standardized, then a
@@ -33,16 +34,27 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 
-def load_splits(modality: str, path, split: str = "test", seed: int = 0) -> tuple:
+def loader_name(modality: str, path) -> str:
+    """The dataset loader ``run.py --modality modality --data path`` would use (e.g. ``uea_ts``)."""
+    from core import config
+    import modalities  # noqa: F401  (registers the datasets)
+    import objectives  # noqa: F401
+    from training.build import resolve_dataset
+
+    return resolve_dataset(config.load_config(modality, "ce", None, [f"data.path={str(path)!r}"]))
+
+
+def load_splits(modality: str, path, split: str = "test", seed: int = 0, resample: int = 0) -> tuple:
     """(train, eval) datasets of ``path`` built by the project's loader for ``modality``, as ``run.py`` would.
 
     ``eval`` is the ``split`` ("test" or "val") dataset. Options come from the project's config
-    (``data.<loader>`` of the modality's file).
+    (``data.<loader>`` of the modality's file); ``resample`` K >= 1 sets the loader's ``resample``.
 
     Raises:
-        errors.UserError: no loader recognizes the path, or the loader rejects the data.
+        errors.UserError: no loader recognizes the path, the loader rejects the data, or ``resample``
+            is asked of a loader without train and test files to redraw.
     """
-    from core import config
+    from core import config, errors
     import modalities  # noqa: F401  (registers the datasets)
     import objectives  # noqa: F401
     from core import registry
@@ -51,6 +63,11 @@ def load_splits(modality: str, path, split: str = "test", seed: int = 0) -> tupl
     cfg = config.load_config(modality, "ce", None, [f"data.path={str(path)!r}", f"seed={seed}"])
     name = resolve_dataset(cfg)
     options = dict(cfg["data"].get(name) or {})
+    if resample:
+        if "resample" not in options:
+            raise errors.UserError(f"'{path}': resample {resample} needs a series loader with train and test files "
+                                   f"(sequence_npz, ucr, uea_ts); its loader is {name}")
+        options["resample"] = resample
     return tuple(registry.build("dataset", name, split=s, seed=seed, path=str(path), **options)
                  for s in ("train", split))
 
@@ -129,13 +146,13 @@ DEFAULT_SETS = list(SETS)[:5]
 BASELINES = {"audio": [mfcc_logreg], "sequence": [dtw_1nn, minirocket], "medical": [pixels_logreg]}
 
 
-def run_baselines(modality: str, path, split: str = "test", seed: int = 0) -> list[dict]:
+def run_baselines(modality: str, path, split: str = "test", seed: int = 0, resample: int = 0) -> list[dict]:
     """[{'name', 'acc', 'seconds', 'error'}] of every baseline of ``modality`` on ``path``.
 
     ``seconds`` is the baseline's own time (features, fit, predict), loading excluded; a baseline
     that raises gets ``acc`` None and its one-line ``error``; an empty ``split`` gives that as the error.
     """
-    train, held_out = load_splits(modality, path, split, seed)
+    train, held_out = load_splits(modality, path, split, seed, resample)
     out = []
     for baseline in BASELINES[modality]:
         start, acc, error = time.perf_counter(), None, ""
@@ -159,13 +176,15 @@ def main(argv=None) -> int:
     parser.add_argument("--split", choices=["test", "val"], default="test", help="split reported (default test)")
     parser.add_argument("--cache", type=Path, help="dev-set cache (default as benchmarks/dev_sets.py)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resample", type=int, default=0,
+                        help="series sets: UCR/UEA resample K of train and test (default 0: the published split)")
     args = parser.parse_args(argv)
     cache = args.cache or dev_sets.default_cache()
     dev_sets.build(sorted({SETS[s][1] for s in args.sets}), cache)
     print(f"| set | baseline | {args.split} accuracy | seconds |\n| --- | --- | --- | --- |")
     for key in args.sets:
         modality, name, sub = SETS[key]
-        for r in run_baselines(modality, cache / name / sub, args.split, args.seed):
+        for r in run_baselines(modality, cache / name / sub, args.split, args.seed, args.resample):
             acc = f"{r['acc']:.3f}" if r["acc"] is not None else r["error"]
             print(f"| {key} | {r['name']} | {acc} | {r['seconds']:.1f} |", flush=True)
     return 0

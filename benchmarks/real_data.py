@@ -4,12 +4,13 @@
     python benchmarks/real_data.py --sets gm_notes --objectives simclr ce --set train.steps=5 --out /tmp/rd
     python benchmarks/real_data.py --split val                       # report on the carved val split
     python benchmarks/real_data.py --jobs 1                          # one cell at a time, every core
+    python benchmarks/real_data.py --sets ACSF1 --resample 3         # UCR/UEA resample 3 of train and test
 
 Builds the dev sets first (benchmarks/dev_sets.py, cached). Then, per set, the baselines of
-benchmarks/baselines.py (on the loader's own splits; cached in OUT/<set>-baselines-<split>-seed<S>.json)
+benchmarks/baselines.py (on the loader's own splits; cached in OUT/<set>-baselines-<split>-seed<S>[-resample<K>].json)
 and one cell per objective: ``python run.py --modality M --objective O [--config
 configs/experiments/dev_<set>.yaml] --data PATH --run-dir OUT/<set>-<O> seed=S [eval.split=val]
-[--set overrides]`` in a subprocess (output in the cell's log.txt), with the project's defaults.
+[data.<loader>.resample=K] [--set overrides]`` in a subprocess (output in the cell's log.txt), with the project's defaults.
 A cell whose results.json exists is skipped; one with a
 checkpoint and no results is resumed; a cell folder made by another command (its cell.json) stops
 the script before anything runs. Objectives: simclr, moco, vicreg, cpc, ts2vec (label-free; ts2vec
@@ -76,6 +77,9 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=0, help="seed of every run and baseline (default 0)")
     parser.add_argument("--split", choices=["test", "val"], default="test",
                         help="split reported: val adds eval.split=val to every run (default test)")
+    parser.add_argument("--resample", type=int, default=0, metavar="K",
+                        help="series sets only: UCR/UEA resample K of train and test, for the runs and the "
+                        "baselines (default 0: the published split; benchmarks/resamples.py loops over K)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="config override passed to every run (repeatable), e.g. --set train.steps=5")
     parser.add_argument("--cache", type=Path, help="dev-set cache (default as benchmarks/dev_sets.py)")
@@ -83,6 +87,13 @@ def parse_args(argv):
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
     args.sets = args.sets or list(baselines.DEFAULT_SETS)
+    if args.resample < 0:
+        parser.error("--resample must be 0 (the published split) or a resample number >= 1")
+    not_series = [k for k in args.sets if baselines.SETS[k][0] != "sequence"]
+    if args.resample and not_series:
+        parser.error(f"--resample redraws a series set's train and test files; {' '.join(not_series)} "
+                     f"{'is' if len(not_series) == 1 else 'are'} not series: pick --sets among "
+                     f"{' '.join(k for k, v in baselines.SETS.items() if v[0] == 'sequence')}")
     args.threads = max(1, (os.cpu_count() or 1) // args.jobs)
     return args
 
@@ -92,7 +103,10 @@ def cell_command(args, set_key: str, objective: str, path: Path, run_dir: Path) 
     modality = baselines.SETS[set_key][0]
     experiment = ROOT / "configs" / "experiments" / f"dev_{set_key}.yaml"  # the set's experiment file, if any
     config = ["--config", str(experiment.relative_to(ROOT))] if experiment.is_file() else []
-    extra = [f"seed={args.seed}"] + (["eval.split='val'"] if args.split == "val" else []) + args.overrides
+    extra = [f"seed={args.seed}"] + (["eval.split='val'"] if args.split == "val" else [])
+    if args.resample:
+        extra.append(f"data.{baselines.loader_name(modality, path)}.resample={args.resample}")
+    extra += args.overrides
     return ["--modality", modality, "--objective", objective, *config, "--data", str(path), "--run-dir", str(run_dir),
             *extra]
 
@@ -147,10 +161,11 @@ def run_cell(command: list[str], run_dir: Path, threads: int) -> dict:
 
 def cached_baselines(args, set_key: str, path: Path) -> list[dict]:
     """The set's baselines, from OUT/<set>-baselines-<split>.json when an earlier call wrote it."""
-    file = args.out / f"{set_key}-baselines-{args.split}-seed{args.seed}.json"
+    resample = f"-resample{args.resample}" if args.resample else ""
+    file = args.out / f"{set_key}-baselines-{args.split}-seed{args.seed}{resample}.json"
     if file.is_file():
         return json.loads(file.read_text())
-    found = baselines.run_baselines(baselines.SETS[set_key][0], path, args.split, args.seed)
+    found = baselines.run_baselines(baselines.SETS[set_key][0], path, args.split, args.seed, args.resample)
     file.parent.mkdir(parents=True, exist_ok=True)
     file.write_text(json.dumps(found, indent=1))
     return found

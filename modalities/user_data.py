@@ -16,6 +16,8 @@ Splits (``assign_splits``), the same for audio, medical and sequence files:
   instead of items, so no group is in two splits.
 - a class found in val or test but never in train is an error naming the class
   and the split.
+- ``resample_given`` redraws a given train/test split (the UCR/UEA resampling
+  protocol) before any of the above.
 
 Carving never empties a class of train: per class, round(fraction * n) items
 (halves rounded up, so 5 items and val_fraction 0.1 give one val item) go to
@@ -157,6 +159,32 @@ def assign_splits(labels, given=None, groups=None, *, seed: int, val_fraction: f
                      f"{len(train)} train items ({by}, seed {seed}, val_fraction {val_fraction})")
     (check or check_classes_in_train)(labels, splits, source)
     return splits
+
+
+def resample_given(labels, given, resample: int) -> np.ndarray:
+    """``given`` (N,) 'train'/'test' names redrawn as resample ``resample`` of the UCR/UEA protocol.
+
+    Resample 0 is the split as given. Resample K >= 1 pools each class's train and test items and
+    draws, seeded by K, as many train items as that class has in ``given`` (the rest test): the
+    stratified resamples of Bagnall et al. 2017 (tsml, aeon), on which the UCR/UEA literature
+    reports means, so that one published split's luck can be told from a method's.
+
+    Raises:
+        ValueError: ``resample`` is not an integer >= 0.
+    """
+    if isinstance(resample, bool) or not isinstance(resample, (int, np.integer)) or resample < 0:
+        raise ValueError(f"resample must be an integer >= 0 (0: the files' own split), got {resample!r}")
+    out = np.array(list(given), dtype=object)
+    if resample == 0:
+        return out
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([int(resample), 7, 2017])
+    for label in sorted(set(labels.tolist()), key=str):
+        members = np.flatnonzero(labels == label)
+        n_train = int((out[members] == "train").sum())
+        drawn = rng.permutation(members)
+        out[drawn[:n_train]], out[drawn[n_train:]] = "train", "test"
+    return out
 
 
 def check_classes_in_train(labels: np.ndarray, splits: np.ndarray, source: str) -> None:

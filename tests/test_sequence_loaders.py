@@ -121,3 +121,34 @@ def test_missing_and_corrupt_files_are_named(tmp_path):
 
 
 # config --------------------------------------------------------------------
+
+
+def test_resample_redraws_train_and_test_keeping_each_class_train_count(tmp_path, capfd):
+    # 3 classes; train holds 4, 2, 3 items of them, test 2, 4, 1; the first value of a series is its id
+    train_y, test_y = [0] * 4 + [1] * 2 + [2] * 3, [0] * 2 + [1] * 4 + [2] * 1
+    lines = lambda ys, start: "".join(f"{y}\t{start + i}\t0.5\t1.5\n" for i, y in enumerate(ys))
+    (tmp_path / "Toy_TRAIN.tsv").write_text(lines(train_y, 0))
+    (tmp_path / "Toy_TEST.tsv").write_text(lines(test_y, 100))
+    ids = lambda ds: sorted(int(v) for v in ds.x[:, 0, 0].tolist())
+    published = loader("ucr", tmp_path, "train", val_fraction=0.0, resample=0)
+    assert ids(published) == list(range(9))
+    draws = []
+    for k in (1, 2, 3):
+        train, test = (loader("ucr", tmp_path, s, val_fraction=0.0, resample=k) for s in ("train", "test"))
+        assert sorted(ids(train) + ids(test)) == list(range(9)) + list(range(100, 107))  # every series once
+        assert np.bincount(train.labels.numpy(), minlength=3).tolist() == [4, 2, 3]
+        assert np.bincount(test.labels.numpy(), minlength=3).tolist() == [2, 4, 1]
+        for ds in (train, test):  # each series keeps its own label and its file and row
+            for item, file, row in zip(ds, ds.files, ds.rows):
+                sid = int(item["x"][0, 0])
+                assert int(ds.classes[int(item["label"])]) == (train_y[sid] if sid < 100 else test_y[sid - 100])
+                assert (file.name, row) == (("Toy_TRAIN.tsv", sid + 1) if sid < 100 else ("Toy_TEST.tsv", sid - 99))
+        assert ids(train) == ids(loader("ucr", tmp_path, "train", val_fraction=0.0, resample=k))  # seeded by k
+        draws.append(tuple(ids(train)))
+    assert len(set(draws) | {tuple(ids(published))}) > 2
+    assert "resample 3: train and test redrawn" in capfd.readouterr().err
+    val = loader("ucr", tmp_path, "val", val_fraction=0.3, resample=1)  # val is then carved from the redrawn train
+    assert set(ids(val)) <= set(ids(loader("ucr", tmp_path, "train", val_fraction=0.0, resample=1)))
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="resample must be an integer >= 0"):
+            loader("ucr", tmp_path, "train", resample=bad)

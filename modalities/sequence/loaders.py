@@ -1,7 +1,8 @@
 """Sequence files as datasets: NumPy ``.npz`` folders, UCR ``.tsv`` pairs and UEA/sktime ``.ts`` pairs.
 
 Every format yields series of shape (C, T_i) with NaN for missing steps.
-Splits: train and test come from the two files; val is carved from train,
+Splits: train and test come from the two files (``resample`` K >= 1: redrawn from both, keeping
+each class's train count, the UCR/UEA resampling protocol); val is carved from train,
 stratified by class and seeded, and a class of the test file that train never
 has is an error (``modalities/user_data.py``, as for every loader). All splits
 share one length (``length``, or the longest series of either file) and one
@@ -19,8 +20,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from modalities.user_data import DataError, assign_splits, canonical_label, label_map
+from core.notes import say_once
 from core.registry import register
+from modalities.user_data import DataError, assign_splits, canonical_label, label_map, resample_given
 
 
 class SequenceFileError(DataError):
@@ -197,11 +199,12 @@ class FileSeries(Dataset):
     rows (its position in that file, 1-based: the n-th series), input_shape.
 
     Raises:
-        ValueError: unknown split or a val_fraction outside [0, 1).
+        ValueError: unknown split, a val_fraction outside [0, 1) or a resample that is not an integer >= 0.
         SequenceFileError: series of different channel counts, or labels in only one file.
     """
 
-    def __init__(self, split: str, seed: int, train, test, files, val_fraction: float = 0.1, length=None):
+    def __init__(self, split: str, seed: int, train, test, files, val_fraction: float = 0.1, length=None,
+                 resample: int = 0):
         if split not in ("train", "val", "test"):
             raise ValueError(f"unknown split '{split}'; splits are train, val, test")
         if not 0.0 <= val_fraction < 1.0:
@@ -219,7 +222,11 @@ class FileSeries(Dataset):
         length = int(length) if length else max(s.shape[1] for s in train_x + test_x)
         x, mask = masked(fixed_length(train_x + test_x, length))
         labels = np.array([mapping[v] for v in train_y + test_y], dtype=np.int64)
-        splits = assign_splits(train_y + test_y, ["train"] * len(train_x) + ["test"] * len(test_x), seed=seed,
+        given = resample_given(train_y + test_y, ["train"] * len(train_x) + ["test"] * len(test_x), resample)
+        if resample:
+            say_once(f"'{files[0].parent}': resample {resample}: train and test redrawn from both files, "
+                     f"{len(train_x)} train items ({len(test_x)} test) with each class's train count kept")
+        splits = assign_splits(train_y + test_y, given, seed=seed,
                                val_fraction=val_fraction, test_fraction=0.0, source=f"'{files[0].parent}'")
         index = np.flatnonzero(splits == split)
         self.has_mask = bool((~mask).any())
@@ -251,9 +258,10 @@ class NpzSeries(FileSeries):
         """Whether ``--data path`` looks like this layout (used when data.format is auto)."""
         return (Path(path) / "train.npz").is_file()
 
-    def __init__(self, split: str, seed: int, path: str, val_fraction: float = 0.1, length: int | None = None):
+    def __init__(self, split: str, seed: int, path: str, val_fraction: float = 0.1, length: int | None = None,
+                 resample: int = 0):
         files = (Path(path) / "train.npz", Path(path) / "test.npz")
-        super().__init__(split, seed, read_npz(files[0]), read_npz(files[1]), files, val_fraction, length)
+        super().__init__(split, seed, read_npz(files[0]), read_npz(files[1]), files, val_fraction, length, resample)
 
 
 @register("dataset", "ucr", modality="sequence", provides=("x", "series", "label", "text"))
@@ -265,9 +273,10 @@ class UCRSeries(FileSeries):
         """Whether ``--data path`` looks like this layout (used when data.format is auto)."""
         return Path(path).is_dir() and any(Path(path).glob("*_TRAIN.tsv"))
 
-    def __init__(self, split: str, seed: int, path: str, val_fraction: float = 0.1, length: int | None = None):
+    def __init__(self, split: str, seed: int, path: str, val_fraction: float = 0.1, length: int | None = None,
+                 resample: int = 0):
         files = _pair(path, "_TRAIN.tsv", "_TEST.tsv")
-        super().__init__(split, seed, read_ucr(files[0]), read_ucr(files[1]), files, val_fraction, length)
+        super().__init__(split, seed, read_ucr(files[0]), read_ucr(files[1]), files, val_fraction, length, resample)
 
 
 @register("dataset", "uea_ts", modality="sequence", provides=("x", "series", "label", "text"))
@@ -279,6 +288,8 @@ class UEASeries(FileSeries):
         """Whether ``--data path`` looks like this layout (used when data.format is auto)."""
         return Path(path).is_dir() and any(Path(path).glob("*_TRAIN.ts"))
 
-    def __init__(self, split: str, seed: int, path: str, val_fraction: float = 0.1, length: int | None = None):
+    def __init__(self, split: str, seed: int, path: str, val_fraction: float = 0.1, length: int | None = None,
+                 resample: int = 0):
         files = _pair(path, "_TRAIN.ts", "_TEST.ts")
-        super().__init__(split, seed, read_uea_ts(files[0]), read_uea_ts(files[1]), files, val_fraction, length)
+        super().__init__(split, seed, read_uea_ts(files[0]), read_uea_ts(files[1]), files, val_fraction, length,
+                         resample)
