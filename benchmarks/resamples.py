@@ -8,7 +8,8 @@ pooled and redrawn with each class's train count kept, ``data.<loader>.resample`
 OUT/resample-K, reused and resumed as that script's folders are). Then, per set, one row per
 resample (each objective's better of probe and SVM, each baseline, the verdict of
 benchmarks/verdict.py) and a row of means over the resamples with the verdict on those means:
-per objective the mean probe and mean SVM, per baseline its mean, the figures the UCR/UEA
+per objective the mean probe and mean SVM (over the resamples whose cell finished, counted when
+some did not), per baseline its mean, the figures the UCR/UEA
 literature reports for a method (Bagnall et al. 2017). Resample 0, the published split, is
 real_data.py's own run and not repeated here. Writes OUT/resamples.md (also printed).
 Exit status: real_data.py's worst (1 when a cell failed).
@@ -90,7 +91,9 @@ def set_table(args, set_key: str) -> str:
     means = {o: r for o, r in means.items() if r["metrics"]["linear_probe_acc"] is not None}
     mean_found = [{"name": n, "acc": mean([verdict.baseline_acc(f, n) for _, f in per_k.values()])} for n in names]
     line, ok = verdict.set_verdict(f"{set_key}, mean of {args.resamples} resamples", "sequence", means, mean_found)
+    finished = {o: sum(r[o] is not None for r, _ in per_k.values()) for o in args.objectives}
     cells = [f"{means[o]['metrics']['linear_probe_acc']:.3f} / {means[o]['metrics']['svm_acc'] or 0:.3f}"
+             + (f" ({finished[o]} of {args.resamples} finished)" if finished[o] < args.resamples else "")
              if o in means else "-" for o in args.objectives]
     lines.append(f"| {set_key} | mean (probe / SVM) | " + " | ".join(
         cells + [real_data.number(b["acc"]) for b in mean_found]) + f" | {'PASS' if ok else 'FAIL'} |")

@@ -45,3 +45,32 @@ def test_image_text_set_needs_every_paired_objective_over_both_bars():
     assert not passed  # siglip's text-to-image R@1 is under 10x chance
     _, passed = verdict.set_verdict("G", "medical", {"convirt": paired(0.3, 0.3, 0.19)}, [])
     assert not passed
+
+
+def test_resamples_table_verdicts_each_resample_and_the_means(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    import resamples
+
+    # resample 1 fails (ts2vec's 0.74 is 0.06 under MiniRocket's 0.80), resample 2 passes (0.86 vs 0.84);
+    # means: ts2vec probe (0.70 + 0.86) / 2 = 0.78, SVM (0.74 + 0.80) / 2 = 0.77; dtw 0.65, minirocket 0.82
+    figures = {1: ({"ts2vec": run(0.70, 0.74), "simclr": run(0.60, 0.62)}, 0.60, 0.80),
+               2: ({"ts2vec": run(0.86, 0.80), "simclr": None}, 0.70, 0.84)}
+    for k, (runs, dtw, rocket) in figures.items():
+        out = tmp_path / f"resample-{k}"
+        for objective, results in runs.items():
+            if results is not None:
+                (out / f"S-{objective}").mkdir(parents=True)
+                (out / f"S-{objective}" / "results.json").write_text(json.dumps(results))
+        (out / "S-baselines-test-seed0-resample{}.json".format(k)).write_text(json.dumps(
+            [{"name": "dtw_1nn", "acc": dtw}, {"name": "minirocket", "acc": rocket}]))
+    args = SimpleNamespace(out=tmp_path, objectives=["simclr", "ts2vec"], resamples=2, seed=0)
+    lines = resamples.set_table(args, "S").splitlines()
+    assert lines[2] == "| S | 1 | 0.620 | 0.740 | 0.600 | 0.800 | FAIL |"
+    assert lines[3] == "| S | 2 | failed | 0.860 | 0.700 | 0.840 | PASS |"
+    assert lines[4] == ("| S | mean (probe / SVM) | 0.600 / 0.620 (1 of 2 finished) | 0.780 / 0.770 | 0.650 | 0.820 "
+                        "| PASS |")
+    assert lines[6] == ("S, mean of 2 resamples: best label-free ts2vec probe 0.780 SVM 0.770 vs dtw_1nn 0.650 "
+                        "(+0.130), minirocket 0.820 (-0.040, needs >= -0.05): PASS")
+    assert lines[7] == "resamples passing: 1 of 2"
