@@ -24,25 +24,29 @@ class Crop(NamedTuple):
     offset: torch.Tensor   # (B,) long, per series
 
 
-def real_spans(x: torch.Tensor, mask: torch.Tensor | None,
-               max_train_length: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+CROP_SPANS = ("real", "window")
+
+
+def real_spans(x: torch.Tensor, mask: torch.Tensor | None, max_train_length: int | None,
+               crop_span: str = "real") -> tuple[torch.Tensor, torch.Tensor]:
     """Per series the span [start, end) of input steps the crops may use, (B,) long tensors on the CPU.
 
-    Without a mask the whole series; with a padding mask (B, T) from its first to its last real
-    step (steps missing inside stay, zeroed by the encoder). A span longer than ``max_train_length``
-    is cut to a random window of that length (the reference code cuts long series into windows
-    of that length once, before training).
+    Without a mask, or with ``crop_span="window"``, the whole (padded) window [0, T), as the
+    reference code crops; with a padding mask (B, T) and ``crop_span="real"``, from the series'
+    first to its last real step (steps missing inside stay, zeroed by the encoder). A span longer
+    than ``max_train_length`` is cut to a random window of that length (the reference code cuts
+    long series into windows of that length once, before training).
 
     Raises:
         UserError: a series has no real step.
     """
     b, _, t = x.shape
-    if mask is None:
+    real = None if mask is None else mask.bool().cpu()
+    if real is not None and not real.any(dim=1).all():
+        raise UserError("ts2vec: a series of the batch has no real step (its mask is all False)")
+    if real is None or crop_span == "window":
         start, end = torch.zeros(b, dtype=torch.long), torch.full((b,), t, dtype=torch.long)
     else:
-        real = mask.bool().cpu()
-        if not real.any(dim=1).all():
-            raise UserError("ts2vec: a series of the batch has no real step (its mask is all False)")
         steps = torch.arange(t)
         start = torch.where(real, steps, t).amin(dim=1)
         end = torch.where(real, steps, -1).amax(dim=1) + 1
@@ -127,8 +131,10 @@ class TS2Vec(nn.Module):
     terms from level ``temporal_unit`` on). The overlap's steps pair the same input timestamps
     exactly when the encoder keeps the time resolution (the sequence encoders); an encoder that
     downsamples (audio's) is mapped proportionally (``overlap``). With a padding mask the crops
-    stay between each series' first and last real step, and the views carry their mask to the
-    encoder. The per-step output is the encoder's ``context`` when it has one (tcn, cpc_wave:
+    stay between each series' first and last real step (``crop_span="real"``; the batch's shortest
+    series then bounds every crop) or range over the whole padded window as the reference code's
+    do (``"window"``: long series are cropped long, and padded steps enter the views and the loss
+    as the encoder outputs them); either way the views carry their mask to the encoder. The per-step output is the encoder's ``context`` when it has one (tcn, cpc_wave:
     the steps their embedding pools, so that what is evaluated is what is trained), else its
     ``sequence``. The paper's two views of a timestamp differ by the steps around it (each crop
     ends elsewhere) and by the ts2vec encoder's timestamp masking; an encoder without masking
@@ -145,20 +151,25 @@ class TS2Vec(nn.Module):
         min_crop: the shortest overlap crop_l in input steps; None is the reference code's
             2^(temporal_unit + 1). Raise it for encoders that downsample (audio: 160 samples a
             step). Series shorter than it are cropped whole.
+        crop_span: "real" or "window", where crops may lie when the series carry a padding mask (above).
 
     Logs ``crop_len`` (crop_l, input steps), ``overlap_steps`` (the overlap in encoder steps),
     ``output_std`` (``parts.normalized_std`` of the max-pooled overlap of view 1; 0 at collapse)
     and ``instance_acc`` (``instance_accuracy``).
 
     Raises:
-        ValueError: alpha outside [0, 1], temporal_unit < 0, min_crop < 1 or max_train_length < 2.
+        ValueError: alpha outside [0, 1], temporal_unit < 0, min_crop < 1, max_train_length < 2 or
+            crop_span not in ``CROP_SPANS``.
         UserError (in forward): x is not (B, C, T), a series has no real step, or the overlap maps
             to no encoder step.
     """
 
     def __init__(self, encoders: dict, alpha: float = 0.5, temporal_unit: int = 0,
-                 max_train_length: int | None = 3000, min_crop: int | None = None):
+                 max_train_length: int | None = 3000, min_crop: int | None = None, crop_span: str = "real"):
         super().__init__()
+        if crop_span not in CROP_SPANS:
+            raise ValueError(f"crop_span must be one of {', '.join(CROP_SPANS)}, got '{crop_span}'")
+        self.crop_span = crop_span
         if not 0.0 <= alpha <= 1.0 or temporal_unit < 0:
             raise ValueError(f"need 0 <= alpha <= 1 and temporal_unit >= 0, got {alpha} and {temporal_unit}")
         if (min_crop is not None and min_crop < 1) or (max_train_length is not None and max_train_length < 2):
@@ -172,7 +183,7 @@ class TS2Vec(nn.Module):
         x, mask = batch["x"], batch.get("mask")
         if x.dim() != 3:
             raise UserError(f"ts2vec crops series x of shape (B, C, T); got x of shape {tuple(x.shape)}")
-        crop = draw_crop(*real_spans(x, mask, self.max_train_length), self.min_crop, x.device)
+        crop = draw_crop(*real_spans(x, mask, self.max_train_length, self.crop_span), self.min_crop, x.device)
         begins = (crop.offset + crop.eleft, crop.offset + crop.left)
         lengths = (crop.left + crop.length - crop.eleft, crop.eright - crop.left)
         seqs = []

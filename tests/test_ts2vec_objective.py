@@ -79,6 +79,33 @@ def test_crops_stay_within_each_series_real_span_and_carry_the_mask(monkeypatch)
     assert encoder.seen_mask is not None and encoder.seen_mask.dtype == torch.bool
 
 
+def test_window_crops_range_over_the_padded_window_and_carry_the_views_mask(monkeypatch):
+    torch.manual_seed(1)
+    T = 30
+    mask = torch.zeros(3, T, dtype=torch.bool)
+    mask[0, :] = True
+    mask[1, 4:20] = True
+    mask[2, :12] = True
+    masks_seen = []
+
+    class Recording(TimeIndex):
+        def forward(self, x, mask=None):
+            masks_seen.append((x[:, 0].clone(), mask.clone()))
+            return super().forward(x, mask)
+
+    seen = captured_overlaps(monkeypatch, Recording(), {"x": stamped(3, T), "mask": mask}, draws=60,
+                             crop_span="window")
+    lengths = {z1.shape[1] for z1, _ in seen}
+    assert max(lengths) > 12  # longer than the shortest real span, which bounds "real" crops
+    assert any(z1[2, :, 0].max() > 11 for z1, _ in seen)  # series 2's crops reach its padding
+    for z1, z2 in seen:
+        assert torch.equal(z1, z2) and z1[..., 0].min() >= 0 and z1[..., 0].max() <= T - 1
+    for steps, view_mask in masks_seen:  # each view's mask is the mask at the view's own input steps
+        assert torch.equal(view_mask, mask.gather(1, steps.long()))
+    with pytest.raises(ValueError, match="crop_span must be one of real, window"):
+        registry.build("objective", "ts2vec", encoders={"x": TimeIndex()}, crop_span="padded")
+
+
 def test_downsampling_encoder_overlap_is_proportional_and_nearly_aligned(monkeypatch):
     torch.manual_seed(2)
     seen = captured_overlaps(monkeypatch, TimeIndex(factor=4), {"x": stamped(4, 64)}, draws=60, min_crop=8)
