@@ -197,24 +197,27 @@ def apply_layer(tree: dict, updates: dict, source: str) -> None:
     settle_budget(tree, flatten(updates), source)
 
 
-BUDGET_KEYS = ("train.steps", "train.epochs")
+BUDGET_KEYS = ("train.steps", "train.epochs", "train.steps_by_size")
 
 
 def settle_budget(cfg: dict, layer: dict, source: str) -> None:
-    """Exactly one of ``train.steps`` and ``train.epochs`` is set: a layer that sets one clears the other.
+    """Exactly one of ``train.steps``, ``train.epochs`` and ``train.steps_by_size`` is set: a layer
+    that sets one clears the others.
 
     ``layer`` is the flattened layer just applied.
 
     Raises:
-        ConfigError: the layer sets both.
+        ConfigError: the layer sets more than one.
     """
     given = [k for k in BUDGET_KEYS if layer.get(k) is not None]
-    if len(given) == 2:
-        raise ConfigError(f"{source}: sets both train.steps and train.epochs; set one (epochs: "
+    if len(given) > 1:
+        raise ConfigError(f"{source}: sets {'both ' if len(given) == 2 else ''}{' and '.join(given)}; set one of "
+                          f"{', '.join(BUDGET_KEYS)} (epochs: "
                           "steps = ceil(epochs x train items / global batch))")
     if given:
-        other = BUDGET_KEYS[1 - BUDGET_KEYS.index(given[0])]
-        cfg["train"][other.split(".")[1]] = None
+        for other in BUDGET_KEYS:
+            if other != given[0]:
+                cfg["train"][other.split(".")[1]] = None
 
 
 def _deep_merge(base: dict, layer: dict) -> dict:

@@ -52,6 +52,34 @@ def test_setting_one_budget_clears_the_other_and_both_in_one_layer_is_an_error(t
         config_lib.load_config("sequence", "supcon", str(both))
 
 
+def test_steps_by_size_picks_the_steps_of_the_train_splits_value_count(capfd):
+    tc = train_section(steps_by_size=[1000, 20, 60])
+    fit_budget(tc, 100, item_size=10)  # 1000 values: at most 1000
+    assert tc["steps"] == 20
+    tc = train_section(steps_by_size=[1000, 20, 60])
+    fit_budget(tc, 100, item_size=11)  # 1100 values
+    assert tc["steps"] == 60
+    err = capfd.readouterr().err
+    assert "the train split holds 1000 values (100 items x 10), at most 1000: 20 steps" in err
+    assert "holds 1100 values (100 items x 11), more than 1000: 60 steps" in err
+    for bad in ([1000, 20], [1000, 0, 60], [1000, 2.5, 60]):
+        with pytest.raises(UserError, match="train.steps_by_size must be three positive integers"):
+            fit_budget(train_section(steps_by_size=bad), 100)
+
+
+def test_steps_epochs_and_steps_by_size_clear_each_other():
+    ts2vec = config_lib.load_config("sequence", "ts2vec")  # with_objective.ts2vec sets the rule
+    assert ts2vec["train"]["steps_by_size"] == [100000, 200, 600] and ts2vec["train"]["steps"] is None
+    cfg = config_lib.load_config("sequence", "ts2vec", overrides=["train.steps=5"])
+    assert cfg["train"]["steps"] == 5 and cfg["train"]["steps_by_size"] is None
+    cfg = config_lib.load_config("sequence", "ts2vec", overrides=["train.epochs=2"])
+    assert cfg["train"]["epochs"] == 2 and cfg["train"]["steps_by_size"] is None and cfg["train"]["steps"] is None
+    cfg = config_lib.load_config("sequence", "simclr", overrides=["train.steps_by_size=[10,1,2]"])
+    assert cfg["train"]["steps_by_size"] == [10, 1, 2] and cfg["train"]["steps"] is None
+    with pytest.raises(config_lib.ConfigError, match="sets both train.steps and train.steps_by_size"):
+        config_lib.apply_layer(cfg, {"train": {"steps": 3, "steps_by_size": [10, 1, 2]}}, "layer")
+
+
 def test_epochs_run_records_steps_and_epochs_and_resumes_longer_in_steps(tmp_path):
     run_dir = tmp_path / "run"
     done = run_cli("--modality", "sequence", "--objective", "simclr", "--run-dir", run_dir, *TINY["sequence"],
@@ -83,3 +111,12 @@ def test_compare_accepts_a_cell_whose_budget_was_fitted_to_its_data(tmp_path):
     (tmp_path / "config.yaml").write_text(config_lib.dump(saved))
     with pytest.raises(UserError, match="train.batch_size: 64 there, 32 now"):
         check_not_stale(cell, wanted)
+    wanted = config_lib.load_config("sequence", "ts2vec")  # steps from train.steps_by_size
+    saved = config_lib.load_config("sequence", "ts2vec")
+    saved["train"]["steps"] = 200
+    (tmp_path / "config.yaml").write_text(config_lib.dump(saved))
+    check_not_stale(Cell("sequence", "ts2vec", 0, tmp_path, []), wanted)
+    saved["train"]["steps_by_size"] = [100000, 300, 600]
+    (tmp_path / "config.yaml").write_text(config_lib.dump(saved))
+    with pytest.raises(UserError, match="train.steps"):
+        check_not_stale(Cell("sequence", "ts2vec", 0, tmp_path, []), wanted)

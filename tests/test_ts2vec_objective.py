@@ -230,7 +230,8 @@ def test_capability_matrix_says_why_ts2vec_cannot_crop_images():
 def test_sequence_ts2vec_takes_its_encoder_and_the_reference_recipe_and_audio_raises_the_shortest_crop():
     default = config_lib.load_config("sequence", "ts2vec")
     assert default["model"]["encoder"] == "ts2vec" and default["model"]["ts2vec"]["mask_p"] == 0.5
-    assert (default["train"]["batch_size"], default["optim"]["lr"], default["train"]["steps"]) == (8, 1e-3, 600)
+    assert (default["train"]["batch_size"], default["optim"]["lr"]) == (8, 1e-3)
+    assert default["train"]["steps_by_size"] == [100000, 200, 600] and default["train"]["steps"] is None
     assert default["objective"]["max_train_length"] == 512
     assert config_lib.load_config("sequence", "simclr")["model"]["encoder"] == "tcn"  # the others keep tcn
     assert config_lib.load_config("sequence", "ts2vec", overrides=["model.encoder=tcn"])["model"]["encoder"] == "tcn"

@@ -11,17 +11,22 @@ from core.errors import UserError
 from core.notes import say_once
 
 
-def fit_budget(train_config: dict, n_train: int, world_size: int = 1) -> None:
-    """Set ``batch_size`` and ``steps`` of ``train_config`` (cfg["train"], changed in place) for ``n_train`` items.
+def fit_budget(train_config: dict, n_train: int, world_size: int = 1, item_size: int = 1) -> None:
+    """Set ``batch_size`` and ``steps`` of ``train_config`` (cfg["train"], changed in place) for ``n_train`` items
+    of ``item_size`` values each (the product of the input shape).
 
     - A train split smaller than one global batch (``batch_size x world_size``)
       trains with the whole split as its batch: ``batch_size`` becomes
       ``n_train // world_size``, and one line says so.
     - ``epochs`` (when set) gives ``steps = ceil(epochs x n_train / global batch)``,
       the global batch counting ``accumulate_steps`` micro-batches.
+    - ``steps_by_size`` [V, S, L] (when set) gives ``steps = S`` for a train split of at most V
+      values (``n_train x item_size``), L otherwise (TS2Vec's reference code: 200 iterations up to
+      100,000 values, 600 beyond), and one line says which.
 
     Raises:
-        UserError: fewer than 2 train items per process, neither steps nor epochs set, or a budget <= 0.
+        UserError: fewer than 2 train items per process, none of steps, epochs and steps_by_size set,
+            a budget <= 0, or a steps_by_size that is not three positive integers.
     """
     tc = train_config
     if n_train < tc["batch_size"] * world_size:
@@ -38,6 +43,15 @@ def fit_budget(train_config: dict, n_train: int, world_size: int = 1) -> None:
             raise UserError(f"train.epochs must be positive, got {tc['epochs']}")
         global_batch = tc["batch_size"] * world_size * tc["accumulate_steps"]
         tc["steps"] = math.ceil(tc["epochs"] * n_train / global_batch)
+    elif tc.get("steps_by_size") is not None:
+        rule = tc["steps_by_size"]
+        if len(rule) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in rule):
+            raise UserError(f"train.steps_by_size must be three positive integers [values, steps up to them, "
+                            f"steps beyond], got {rule!r}")
+        values = n_train * item_size
+        tc["steps"] = rule[1] if values <= rule[0] else rule[2]
+        say_once(f"train.steps_by_size: the train split holds {values} values ({n_train} items x {item_size}), "
+                 f"{'at most' if values <= rule[0] else 'more than'} {rule[0]}: {tc['steps']} steps")
     elif tc["steps"] is None or tc["steps"] <= 0:
         raise UserError(f"train.steps must be a positive number (or set train.epochs), got {tc['steps']}")
 

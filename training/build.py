@@ -10,6 +10,7 @@ are passed only to factories that take them.
 from __future__ import annotations
 
 import inspect
+import math
 from pathlib import Path
 from typing import NamedTuple
 
@@ -172,7 +173,8 @@ def build_model_and_data(cfg: dict, device: torch.device) -> tuple[dict, nn.Modu
     """
     keep_freed_host_memory(cfg["train"]["keep_host_memory"])  # before the first large allocation
     datasets = build_datasets(cfg)
-    fit_budget(cfg["train"], len(datasets["train"]), world_size())  # before the schedule and config.yaml
+    fit_budget(cfg["train"], len(datasets["train"]), world_size(),  # before the schedule and config.yaml
+               math.prod(datasets["train"].input_shape))
     model = build_model(cfg, datasets["train"]).to(device)
     distributed.broadcast_parameters(model)
     speed = resolve_speed(cfg["train"], device, model["encoders"]["x"])
