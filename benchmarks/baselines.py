@@ -143,6 +143,7 @@ SETS = {
     "PickupGestureWiimoteZ-ucr": ("sequence", "PickupGestureWiimoteZ", "ucr"),
 }
 DEFAULT_SETS = list(SETS)[:5]
+SERIES_SETS = [k for k, (modality, _, _) in SETS.items() if modality == "sequence"]
 BASELINES = {"audio": [mfcc_logreg], "sequence": [dtw_1nn, minirocket], "medical": [pixels_logreg]}
 
 

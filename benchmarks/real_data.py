@@ -89,11 +89,11 @@ def parse_args(argv):
     args.sets = args.sets or list(baselines.DEFAULT_SETS)
     if args.resample < 0:
         parser.error("--resample must be 0 (the published split) or a resample number >= 1")
-    not_series = [k for k in args.sets if baselines.SETS[k][0] != "sequence"]
+    not_series = [k for k in args.sets if k not in baselines.SERIES_SETS]
     if args.resample and not_series:
         parser.error(f"--resample redraws a series set's train and test files; {' '.join(not_series)} "
                      f"{'is' if len(not_series) == 1 else 'are'} not series: pick --sets among "
-                     f"{' '.join(k for k, v in baselines.SETS.items() if v[0] == 'sequence')}")
+                     f"{' '.join(baselines.SERIES_SETS)}")
     args.threads = max(1, (os.cpu_count() or 1) // args.jobs)
     return args
 

@@ -28,14 +28,11 @@ import baselines  # noqa: E402
 import real_data  # noqa: E402
 import verdict  # noqa: E402
 
-SERIES_SETS = [k for k, (modality, _, _) in baselines.SETS.items() if modality == "sequence"]
-
-
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sets", nargs="+", required=True, choices=SERIES_SETS, metavar="SET",
-                        help=f"series sets: {' '.join(SERIES_SETS)}")
+    parser.add_argument("--sets", nargs="+", required=True, choices=baselines.SERIES_SETS, metavar="SET",
+                        help=f"series sets: {' '.join(baselines.SERIES_SETS)}")
     parser.add_argument("--objectives", nargs="+", default=list(real_data.LABEL_FREE_BY_DEFAULT),
                         choices=verdict.LABEL_FREE, metavar="O",
                         help=f"label-free objectives (default {' '.join(real_data.LABEL_FREE_BY_DEFAULT)})")

@@ -156,11 +156,9 @@ def cell_config(modality: str, objective: str, overrides: list[str]) -> dict:
 
 def fitted_to_data(key: str, saved: dict, wanted: dict) -> bool:
     """Whether ``key`` differs only because the run fitted its budget to the data (training/budget.py):
-    steps worked out from train.epochs or train.steps_by_size, or a batch cut to a train split smaller than
-    one batch."""
+    steps worked out from the other budget keys, or a batch cut to a train split smaller than one batch."""
     if key == "train.steps":
-        return any(wanted.get(rule) is not None and saved.get(rule) == wanted[rule]
-                   for rule in ("train.epochs", "train.steps_by_size"))
+        return any(wanted.get(r) is not None and saved.get(r) == wanted[r] for r in config_lib.BUDGET_KEYS if r != key)
     return key == "train.batch_size" and saved[key] < wanted[key]
 
 
