@@ -22,6 +22,7 @@ from training import distributed as dist
 from training.build import build_training, initial_encoder, pick_device
 from training.data_summary import print_data_summary
 from training.loop import train
+from training.weight_average import WeightAverage
 from training.run_dir import identity, model_facts, open_run_dir, write_results
 
 
@@ -47,17 +48,18 @@ def _run(cfg: dict, run_dir: Path, resume: bool, device) -> dict | None:
     check_protocol(cfg)  # an eval error before minutes of training
     datasets, model, views, optimizer, scheduler, speed, online = build_training(cfg, device)
     print_data_summary(cfg, datasets, world)
+    average = WeightAverage(model["encoders"]) if cfg["train"]["average_weights"] else None  # the init: its first member
 
     start_step, counters = 0, {}
     if resume:
         state = checkpoint.load(run_dir / "checkpoints" / "last.pt")
-        start_step = checkpoint.restore(state, model, optimizer, scheduler, online)
+        start_step = checkpoint.restore(state, model, optimizer, scheduler, online, average)
         counters = state.get("counters", {})
     writer = open_run_dir(cfg, model, run_dir, start_step) if main else None
 
     watch = OnlineValidation(cfg, datasets, device) if cfg["train"]["online_eval"] and main else None
     stats = train(cfg, model, views, datasets, optimizer, scheduler, writer, run_dir, device, speed, start_step,
-                  counters, online=online, online_validation=watch)
+                  counters, online=online, online_validation=watch, average=average)
     dist.teardown()  # the rest is rank 0 alone: no collective (a loss's gather) can wait on a finished rank
     if not main:
         return None

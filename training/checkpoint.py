@@ -1,10 +1,12 @@
 """Checkpoints: written atomically, kept one generation back, checked on reading, read without executing code.
 
 A checkpoint is a plain dict of tensors, numbers and strings:
-``{"step", "model", "optimizer", "scheduler", "rng": {"torch", "cuda"}, "counters"[, "online_probe"], "checksum"}``
-(``counters``: the loop's running totals, e.g. ``nonfinite_steps``, so that
+``{"step", "model", "optimizer", "scheduler", "rng": {"torch", "cuda"}, "counters"[, "online_probe"][, "weight_average"],
+"checksum"}`` (``counters``: the loop's running totals, e.g. ``nonfinite_steps``, so that
 their TensorBoard curves go on from where they were; ``online_probe``: the online
-classifier's weights and AdamW state, ``training/online_eval.py``, with ``train.online_eval``).
+classifier's weights and AdamW state, ``training/online_eval.py``, with ``train.online_eval``;
+``weight_average``: the running average of the encoders, ``training/weight_average.py``, with
+``train.average_weights``).
 It is saved to a temporary file in the same folder (flushed and fsynced) and
 renamed over ``last.pt``, so a crash or SIGKILL mid-write never leaves a
 half-written ``last.pt``. Before the rename the old ``last.pt`` becomes
@@ -65,16 +67,19 @@ def checksum(value, crc: int = 0) -> int:
     return zlib.crc32(repr(value).encode(), crc)
 
 
-def save(path: Path, step: int, model, optimizer, scheduler, counters: dict | None = None, online=None) -> None:
+def save(path: Path, step: int, model, optimizer, scheduler, counters: dict | None = None, online=None,
+         average=None) -> None:
     """Write the training state (and ``counters``, a dict of ints, and the ``state_dict`` of ``online``,
-    the online classifier, when there is one) atomically (temporary file, fsync, rename); the old
-    ``path`` becomes ``previous.pt`` in the same folder."""
+    the online classifier, and of ``average``, the encoders' weight average, when there is one)
+    atomically (temporary file, fsync, rename); the old ``path`` becomes ``previous.pt`` in the same folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "rng": rng_state(), "counters": dict(counters or {})}
     if online is not None:
         state["online_probe"] = online.state_dict()
+    if average is not None:
+        state["weight_average"] = average.state_dict()
     state["checksum"] = checksum(state)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -132,10 +137,16 @@ def load(path: Path) -> dict:
                               f"`cp {previous} {path}`, then resume again") from None
 
 
-def restore(state: dict, model, optimizer, scheduler, online=None) -> int:
-    """Load ``state`` into the live objects (and into ``online``, the online classifier, when given);
-    returns the step to continue from. A checkpoint without an online classifier (written with
-    ``train.online_eval=false`` or before it existed) leaves ``online`` fresh, and one line says so."""
+def restore(state: dict, model, optimizer, scheduler, online=None, average=None) -> int:
+    """Load ``state`` into the live objects (and into ``online``, the online classifier, and ``average``,
+    the encoders' weight average, when given); returns the step to continue from. A checkpoint without
+    an online classifier (written with ``train.online_eval=false`` or before it existed) leaves
+    ``online`` fresh, and one line says so.
+
+    Raises:
+        CheckpointError: ``average`` is given and the checkpoint holds none (written with
+            ``train.average_weights=false``): the average of the steps before cannot be rebuilt.
+    """
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -145,5 +156,10 @@ def restore(state: dict, model, optimizer, scheduler, online=None) -> int:
     elif online is not None and "online_probe" not in state:
         say_once(f"online evaluation: the checkpoint of step {state['step']} holds no online classifier; "
                  f"it starts afresh from that step")
+    if average is not None and "weight_average" not in state:
+        raise CheckpointError(f"the checkpoint of step {state['step']} holds no weight average (trained with "
+                              f"train.average_weights=false); resume it with train.average_weights=false")
+    if average is not None:
+        average.load_state_dict(state["weight_average"])
     set_rng_state(state["rng"])
     return int(state["step"])

@@ -8,7 +8,9 @@ TensorBoard gets ``train/loss``, every scalar the objective returns,
 ``train/lr``, ``train/grad_norm``, ``train/samples_per_s`` (global: all
 ranks) and ``train/data_wait_frac`` (share of the step spent waiting for the
 batch); ``val/*`` every ``train.val_every`` steps; ``checkpoints/last.pt``
-every ``train.checkpoint_every`` steps and at the end. With ``train.online_eval``
+every ``train.checkpoint_every`` steps and at the end. With ``train.average_weights``
+(``training/weight_average.py``) each step's encoder weights join their running average, which
+replaces them after the last step, before its validation and checkpoint. With ``train.online_eval``
 (``training/online_eval.py``) the online classifier learns from each step's detached
 embeddings after the model's step (``train/online_probe_loss``, ``train/online_probe_acc``)
 and each validation adds what ``online_validation`` returns (``evaluation/online.py``:
@@ -37,6 +39,7 @@ from training.online_eval import OnlineProbe
 from training.precision import SpeedSettings, autocast, grad_scaler, to_channels_last
 from training.progress import Progress
 from training.signals import GracefulStop, stops_gracefully
+from training.weight_average import WeightAverage
 
 
 def view_generator(seed: int, step: int, device, rank: int = 0) -> torch.Generator:
@@ -118,7 +121,8 @@ def log_step(writer, step: int, out: dict, loop_scalars: dict) -> None:
 @stops_gracefully  # SIGTERM/SIGINT only raise the flag ``stop`` while train runs (training/signals.py)
 def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer, run_dir, device,
           speed: SpeedSettings, start_step: int = 0, counters: dict | None = None,
-          stop: GracefulStop | None = None, online: OnlineProbe | None = None, online_validation=None) -> dict:
+          stop: GracefulStop | None = None, online: OnlineProbe | None = None, online_validation=None,
+          average: WeightAverage | None = None) -> dict:
     """Train ``model`` ({"encoders": {"x"[, "text"]}, "objective"}) from ``start_step`` to ``train.steps``.
 
     ``speed``: the resolved speed switches the model was prepared with (``training.precision``).
@@ -127,6 +131,9 @@ def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer,
 
     ``online``: the online classifier (trained every step, checkpointed); ``online_validation``:
     ``f(x encoder, online) -> {name: float}``, logged as ``val/<name>`` at every validation (rank 0).
+
+    ``average``: the encoders' running weight average (``train.average_weights``; checkpointed), updated
+    after every step and copied into the encoders after step ``train.steps``.
 
     Stops early, with a checkpoint, after ``train.stop_after_steps`` steps of
     this session when that is non-zero.
@@ -169,6 +176,12 @@ def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer,
             model["objective"].on_step_end(model["encoders"], step, tc["steps"])
         if online is not None:  # after the model's step: its gradients and update are the same without it
             out = {**out, **online.step(update=finite)}
+        if average is not None:
+            average.update(model["encoders"])
+            if step == tc["steps"]:
+                average.copy_to(model["encoders"])
+                say_once(f"train.average_weights: the encoders are now the average of their weights over "
+                         f"{average.members} states (the init and every step); that is what is evaluated and saved")
         seconds = time.perf_counter() - began
         step_samples = len(batch["x"]) * world * accumulate
         train_seconds, samples = train_seconds + seconds, samples + step_samples
@@ -186,7 +199,7 @@ def train(cfg: dict, model, views, datasets: dict, optimizer, scheduler, writer,
         stopping = stop.requested(device)
         if main and not guard.in_row and (step % tc["checkpoint_every"] == 0 or step == last_step or stopping):
             checkpoint.save(run_dir / "checkpoints" / "last.pt", step, model, optimizer, scheduler,
-                            {"nonfinite_steps": guard.total}, online)
+                            {"nonfinite_steps": guard.total}, online, average)
         progress.update(step, loss, step_samples / seconds)
         if stopping:  # exits with 128 + signal number after closing the writer
             stop.exit(step, tc["steps"], run_dir, writer if main else None)
