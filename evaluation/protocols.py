@@ -37,11 +37,13 @@ on stderr says so.
 
 The metrics above use the encoder's ``embedding`` output (what a downstream
 user would take), except retrieval and zero-shot. ``floor`` repeats every
-protocol with the random-init model the run started from.
+protocol with the random-init model the run started from, its BatchNorm layers given the
+statistics of the train split first (``eval.floor_statistics``, ``evaluation.floor``).
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 
@@ -52,6 +54,7 @@ from core.errors import UserError
 from core.notes import say_once
 from evaluation import metrics, svm, tensorboard_extras
 from evaluation.finetune import check_schedule, finetune_report
+from evaluation.floor import FLOOR_STATISTICS, set_batch_norm_statistics
 from evaluation.label_subsets import check_fractions
 from evaluation.probe_report import fraction_probes, item_groups, per_group, probe_report
 from objectives.paired import PairedObjective
@@ -142,12 +145,15 @@ def check_protocol(cfg: dict) -> None:
         UserError: ``eval.split`` is not test or val, ``eval.svm_c_grid`` is empty or holds a C
             that is not a positive number, ``eval.svm_folds`` is below 2, ``eval.label_fractions``
             is not null or a list of distinct fractions in (0, 1], a zero-shot template is not a
-            string with '{}', or a ``finetune_*`` setting is out of range (epochs >= 1, batch
-            size >= 2, lr > 0, weight decay >= 0).
+            string with '{}', a ``finetune_*`` setting is out of range (epochs >= 1, batch
+            size >= 2, lr > 0, weight decay >= 0), or ``eval.floor_statistics`` is not train or init.
     """
     ev = cfg["eval"]
     if ev["split"] not in SPLITS:
         raise UserError(f"eval.split must be test or val (the split every protocol reports on), got '{ev['split']}'")
+    if ev["floor_statistics"] not in FLOOR_STATISTICS:
+        raise UserError(f"eval.floor_statistics must be {' or '.join(FLOOR_STATISTICS)} (the random-init floor's "
+                        f"BatchNorm statistics: evaluation/floor.py), got {ev['floor_statistics']!r}")
     grid = ev["svm_c_grid"]
     if not grid or not all(isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0 for c in grid):
         raise UserError(f"eval.svm_c_grid must be a non-empty list of positive numbers, got {grid!r}")
@@ -223,7 +229,9 @@ def floor_model(cfg: dict, datasets: dict, floor_encoder, device) -> nn.ModuleDi
 
 
 def evaluate_run(cfg: dict, model, floor_encoder, datasets: dict, device, writer, step: int) -> dict:
-    """Every protocol on the trained model and on its random init (the floor).
+    """Every protocol on the trained model and on its random init (the floor), whose BatchNorm
+    layers first take the train split's statistics unless ``eval.floor_statistics`` is init
+    (``evaluation.floor``).
 
     Logs ``eval/<metric>`` and ``eval/floor_<metric>`` at ``step``, the hparams entry and the
     TensorBoard extras (``eval_logging``); returns {"metrics": {...}, "floor": {...} (same keys;
@@ -239,6 +247,9 @@ def evaluate_run(cfg: dict, model, floor_encoder, datasets: dict, device, writer
         raise UserError(f"eval.split={split}: the {split} split has no items to report on; pick the other split")
     began = time.time()
     trained, trained_test = evaluate_model(model["encoders"], model["objective"], datasets, cfg, device)
+    if cfg["eval"]["floor_statistics"] == "train":  # on a copy: the caller's encoder stays as it was built
+        floor_encoder = copy.deepcopy(floor_encoder)
+        set_batch_norm_statistics(floor_encoder, datasets["train"], cfg["eval"]["batch_size"], cfg["seed"], device)
     if is_paired(model["encoders"], model["objective"]):
         floor_parts = floor_model(cfg, datasets, floor_encoder, device)
         floor, floor_test = evaluate_model(floor_parts["encoders"], floor_parts["objective"], datasets, cfg, device,
