@@ -22,8 +22,8 @@ from training import distributed as dist
 from training.build import build_training, initial_encoder, pick_device
 from training.data_summary import print_data_summary
 from training.loop import train
-from training.weight_average import WeightAverage
 from training.run_dir import identity, model_facts, open_run_dir, write_results
+from training.weight_average import WeightAverage
 
 
 def run_experiment(cfg: dict, run_dir: Path, resume: bool = False) -> dict | None:
