@@ -48,7 +48,8 @@ def _run(cfg: dict, run_dir: Path, resume: bool, device) -> dict | None:
     check_protocol(cfg)  # an eval error before minutes of training
     datasets, model, views, optimizer, scheduler, speed, online = build_training(cfg, device)
     print_data_summary(cfg, datasets, world)
-    average = WeightAverage(model["encoders"]) if cfg["train"]["average_weights"] else None  # the init: its first member
+    # train.average_weights: the average starts with the initial weights as its first member
+    average = WeightAverage(model["encoders"]) if cfg["train"]["average_weights"] else None
 
     start_step, counters = 0, {}
     if resume:

@@ -23,6 +23,10 @@ from evaluation.card_pairs import PAIRED, negatives, options, positives
 
 CARD = "MODEL_CARD.md"
 
+# eval.floor_statistics in the card's words (evaluation/floor.py)
+FLOOR_STATISTICS_WORDS = {"train": "BatchNorm layers, if any, given the train split's statistics",
+                          "init": "BatchNorm layers, if any, with a fresh layer's placeholder statistics"}
+
 
 def citation(objective: str) -> str:
     """The first comment line of ``configs/objectives/<objective>.yaml`` (the paper, in words); an
@@ -88,8 +92,8 @@ def protocol(cfg: dict, results: dict) -> str:
     if objective in PAIRED:
         text += (" Retrieval (recall at k and median rank, both directions) and zero-shot accuracy are in the "
                  f"joint space, against the {split} split's own texts and one prompt per class.")
-    text += (" The floor repeats every protocol with the random-init model the run started from (same seed). "
-             f"Settings: {options(cfg, 'eval')}.")
+    text += (" The floor repeats every protocol with the random-init model the run started from (same seed; "
+             f"{FLOOR_STATISTICS_WORDS[cfg['eval']['floor_statistics']]}). Settings: {options(cfg, 'eval')}.")
     return text
 
 

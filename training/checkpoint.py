@@ -1,8 +1,8 @@
 """Checkpoints: written atomically, kept one generation back, checked on reading, read without executing code.
 
 A checkpoint is a plain dict of tensors, numbers and strings:
-``{"step", "model", "optimizer", "scheduler", "rng": {"torch", "cuda"}, "counters"[, "online_probe"][, "weight_average"],
-"checksum"}`` (``counters``: the loop's running totals, e.g. ``nonfinite_steps``, so that
+``{"step", "model", "optimizer", "scheduler", "rng": {"torch", "cuda"}, "counters"[, "online_probe"]
+[, "weight_average"], "checksum"}`` (``counters``: the loop's running totals, e.g. ``nonfinite_steps``, so that
 their TensorBoard curves go on from where they were; ``online_probe``: the online
 classifier's weights and AdamW state, ``training/online_eval.py``, with ``train.online_eval``;
 ``weight_average``: the running average of the encoders, ``training/weight_average.py``, with
