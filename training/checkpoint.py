@@ -156,10 +156,10 @@ def restore(state: dict, model, optimizer, scheduler, online=None, average=None)
     elif online is not None and "online_probe" not in state:
         say_once(f"online evaluation: the checkpoint of step {state['step']} holds no online classifier; "
                  f"it starts afresh from that step")
-    if average is not None and "weight_average" not in state:
-        raise CheckpointError(f"the checkpoint of step {state['step']} holds no weight average (trained with "
-                              f"train.average_weights=false); resume it with train.average_weights=false")
     if average is not None:
+        if "weight_average" not in state:
+            raise CheckpointError(f"the checkpoint of step {state['step']} holds no weight average (trained with "
+                                  f"train.average_weights=false); resume it with train.average_weights=false")
         average.load_state_dict(state["weight_average"])
     set_rng_state(state["rng"])
     return int(state["step"])
