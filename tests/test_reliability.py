@@ -86,6 +86,10 @@ def test_nonfinite_steps_are_skipped_counted_and_stop_the_run(tmp_path, nan_obje
 
     # Resumed from step 5: the count goes on from the checkpoint's 1 (steps 6-8 of the stopped session
     # are purged from the event file), and step 7 is the 2nd non-finite step of the run.
+    # TensorBoard reads a run's event files in name order, and a name is time (whole seconds), host, pid and a
+    # per-process writer count: a second later, the resumed session's file sorts after the first one's even
+    # when this process has opened ten or more writers ("...10" < "...9" within one second).
+    time.sleep(1.1)
     run_experiment(cfg, run_dir, resume=True)
     assert len(SEEN) == 8 + 7
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
