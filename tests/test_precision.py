@@ -55,3 +55,24 @@ def test_fp16_on_cpu_is_one_clear_error(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: train.precision=fp16 needs a CUDA device")
     assert not (tmp_path / "run").exists()
+
+
+def test_deterministic_pins_one_cpu_thread_and_says_so(capsys):
+    """With two threads, MKL's kernels may change the last bits from run to run; train.deterministic
+    trades them for one thread on CPU, and leaves the thread count alone when off."""
+    from core import notes
+    from training.precision import set_deterministic
+    before = torch.get_num_threads()
+    notes._said.clear()
+    try:
+        torch.set_num_threads(2)
+        set_deterministic(False, torch.device("cpu"))
+        assert torch.get_num_threads() == 2
+        assert not torch.are_deterministic_algorithms_enabled()
+        set_deterministic(True, torch.device("cpu"))
+        assert torch.get_num_threads() == 1
+        assert torch.are_deterministic_algorithms_enabled()
+        assert "one CPU thread instead of 2" in capsys.readouterr().err
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.set_num_threads(before)

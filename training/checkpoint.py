@@ -16,9 +16,9 @@ half-written ``last.pt``. Before the rename the old ``last.pt`` becomes
 alone does not notice) is an error naming the file and, when
 ``previous.pt`` is intact, the command that puts it back. Loading uses
 ``torch.load(..., weights_only=True)``: unpickling cannot run code.
-On CPU, runs with the same thread count are bit-for-bit repeatable, so a
-resumed run equals an uninterrupted one (``train.deterministic`` extends that to
-GPU kernels: ``training/precision.py``).
+With ``train.deterministic`` (one CPU thread, deterministic GPU kernels:
+``training/precision.py``) a resumed run equals an uninterrupted one bit for bit;
+without it, multi-threaded kernels may change the last bits from run to run.
 """
 from __future__ import annotations
 

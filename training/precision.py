@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from core.errors import UserError
+from core.notes import say_once
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -99,14 +100,22 @@ def resolve_speed(train_cfg: dict, device: torch.device, encoder: nn.Module) -> 
                          bool(train_cfg["tf32"]), bool(train_cfg["compile"]), bool(train_cfg["deterministic"]))
 
 
-def set_deterministic(enabled: bool) -> None:
+def set_deterministic(enabled: bool, device: torch.device) -> None:
     """``train.deterministic``: deterministic kernels (``torch.use_deterministic_algorithms``,
     no cuDNN autotuning; cuBLAS needs ``CUBLAS_WORKSPACE_CONFIG``, set here if unset). An op
-    without a deterministic implementation then raises instead of running. On CPU, runs with
-    the same thread count are bit-for-bit repeatable either way."""
+    without a deterministic implementation then raises instead of running.
+
+    On CPU it also pins torch to one intra-op thread (one ``note:`` line says so): with two or
+    more threads MKL's kernels may change the last bits of a result from one run to the next
+    (benchmarks/RESULTS.md, "Session 17"), so only one thread repeats bit for bit. Without the
+    option nothing is changed."""
     if enabled:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False
+        if device.type == "cpu" and torch.get_num_threads() > 1:
+            say_once(f"train.deterministic: training on one CPU thread instead of {torch.get_num_threads()}, "
+                     "as only one repeats bit for bit")
+            torch.set_num_threads(1)
     torch.use_deterministic_algorithms(enabled)
 
 
@@ -116,7 +125,7 @@ def apply_speed_settings(speed: SpeedSettings, model: nn.ModuleDict, device: tor
     Call after the model is on ``device`` and the optimizer is built (compile
     keeps the same parameters).
     """
-    set_deterministic(speed.deterministic)
+    set_deterministic(speed.deterministic, device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = speed.tf32
         torch.backends.cudnn.allow_tf32 = speed.tf32
